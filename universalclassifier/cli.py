@@ -1,0 +1,87 @@
+"""Command-line entry points; expected user mistakes end with a short message and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from universalclassifier.errors import UserInputError
+
+logger = logging.getLogger("universalclassifier")
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--verbose", action="store_true", help="log debug details")
+    group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+
+
+def _run(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        with logging_redirect_tqdm():
+            job(args)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def plan_and_preprocess_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uc_plan_and_preprocess",
+        description="Validate a raw task, plan spacing/crop/normalization/input size, and preprocess the training "
+        "cases into DATA/preprocessed/TaskXXX_Name.",
+    )
+    parser.add_argument("data_root", help="data root holding raw/ (created: preprocessed/)")
+    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument("-tf", type=int, default=2, metavar="N", help="worker processes for preprocessing (default 2)")
+    parser.add_argument(
+        "-tl", type=int, default=None, metavar="N", help="accepted for nnU-Net compatibility; unused (one stage only)"
+    )
+    parser.add_argument("-no_pp", action="store_true", help="plan only: write fingerprint and plans, skip preprocessing")
+    parser.add_argument(
+        "--verify_dataset_integrity",
+        action="store_true",
+        help="accepted for nnU-Net compatibility; the task is always validated before planning",
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def _plan_and_preprocess(args: argparse.Namespace) -> None:
+    from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+
+    if args.tf < 1:
+        raise UserInputError(f"-tf must be at least 1 (got {args.tf}).")
+    plan_and_preprocess(args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet)
+
+
+def plan_and_preprocess_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_plan_and_preprocess DATA -t ID [-tf N] [-no_pp]`."""
+    args = plan_and_preprocess_parser().parse_args(argv)
+    return _run(args, _plan_and_preprocess)
+
+
+COMMANDS = {"plan_and_preprocess": plan_and_preprocess_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m universalclassifier.cli COMMAND ...` dispatches to one entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m universalclassifier.cli {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

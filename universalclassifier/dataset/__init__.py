@@ -1,0 +1,1 @@
+"""Raw task folders: discovery, the dataset.json model, image I/O and validation."""

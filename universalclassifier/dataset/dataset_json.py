@@ -1,0 +1,193 @@
+"""The dataset.json model: modalities, classification heads, ROI labels and training cases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.errors import TaskValidationError
+
+REQUIRED_KEYS = ("modality", "classification_labels", "training")
+
+
+@dataclass(frozen=True)
+class ClassificationLabel:
+    """One classification head: its name, whether values are ordered, and the value names (index = value)."""
+
+    name: str
+    ordinal: bool
+    values: tuple[str, ...]
+
+    @property
+    def num_values(self) -> int:
+        return len(self.values)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "ordinal": self.ordinal,
+            "values": {str(i): v for i, v in enumerate(self.values)},
+        }
+
+
+@dataclass(frozen=True)
+class TrainingEntry:
+    """One `training` entry of dataset.json."""
+
+    case_id: str
+    image: str
+    label: str | None
+    targets: dict[str, int]
+
+
+@dataclass
+class DatasetDescription:
+    """What dataset.json says about a task."""
+
+    name: str
+    modalities: tuple[str, ...]
+    classification_labels: tuple[ClassificationLabel, ...]
+    roi_labels: dict[int, str] | None
+    training: list[TrainingEntry]
+    raw: dict = field(repr=False)
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.modalities)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.classification_labels]
+
+
+def _consecutive_int_keys(mapping: object, what: str, minimum: int, problems: list[str]) -> list[str] | None:
+    """Values of a {"0": ..., "1": ...} map in key order, or None after recording a problem."""
+    if not isinstance(mapping, dict) or len(mapping) < minimum:
+        problems.append(f"{what} must be an object with at least {minimum} entries like {{\"0\": ..., \"1\": ...}}.")
+        return None
+    try:
+        by_index = {int(k): str(v) for k, v in mapping.items()}
+    except (TypeError, ValueError):
+        problems.append(f"{what} has non-integer keys {sorted(mapping)}; use \"0\", \"1\", ... as keys.")
+        return None
+    if sorted(by_index) != list(range(len(mapping))):
+        problems.append(
+            f"{what} keys {sorted(mapping, key=int)} are not consecutive from 0; renumber them as "
+            f"{[str(i) for i in range(len(mapping))]}."
+        )
+        return None
+    return [by_index[i] for i in range(len(mapping))]
+
+
+def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
+    if not isinstance(raw, list) or not raw:
+        problems.append("'classification_labels' must be a non-empty list of {name, ordinal, values}.")
+        return []
+    heads = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item.get("name"):
+            problems.append(f"classification_labels[{i}] needs a non-empty string 'name'.")
+            continue
+        name = item["name"]
+        values = _consecutive_int_keys(item.get("values"), f"classification label '{name}' 'values'", 2, problems)
+        if values is None:
+            continue
+        if any(h.name == name for h in heads):
+            problems.append(f"classification label name '{name}' appears twice; names must be unique.")
+            continue
+        heads.append(ClassificationLabel(name=name, ordinal=bool(item.get("ordinal", False)), values=tuple(values)))
+    return heads
+
+
+def _parse_entry(
+    index: int, item: object, heads: list[ClassificationLabel], problems: list[str]
+) -> TrainingEntry | None:
+    if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+        problems.append(f"training[{index}] needs an 'image' path such as \"./imagesTr/case_0001.nii.gz\".")
+        return None
+    case_id = split_extension(item["image"])[0]
+    targets: dict[str, int] = {}
+    for head in heads:
+        if head.name not in item:
+            problems.append(
+                f"case {case_id}: no value for classification label '{head.name}'; add \"{head.name}\": <value> "
+                f"to its training entry (one of {list(range(head.num_values))})."
+            )
+            continue
+        value = item[head.name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < head.num_values:
+            problems.append(
+                f"case {case_id}: '{head.name}' = {value!r} is not one of the label's values "
+                f"{list(range(head.num_values))}; use an integer key of its 'values'."
+            )
+            continue
+        targets[head.name] = value
+    label = item.get("label")
+    if label is not None and not isinstance(label, str):
+        problems.append(f"case {case_id}: 'label' must be a path string such as \"./labelsTr/{case_id}.nii.gz\".")
+        label = None
+    return TrainingEntry(case_id=case_id, image=item["image"], label=label, targets=targets)
+
+
+def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
+    """Parse a dataset.json; returns the description and the problems found in it.
+
+    Raises at once only when the file cannot be understood at all (missing, invalid JSON, required keys absent).
+    """
+    task_folder = str(path.parent)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TaskValidationError(task_folder, [f"{path} does not exist; every task folder needs a dataset.json."])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TaskValidationError(task_folder, [f"{path} is not valid JSON ({exc}); fix its syntax."])
+    if not isinstance(raw, dict):
+        raise TaskValidationError(task_folder, [f"{path} must hold a JSON object."])
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise TaskValidationError(
+            task_folder, [f"{path.name} is missing the key(s) {missing}; add them (see README, 'dataset.json')."]
+        )
+    problems: list[str] = []
+    modalities = _consecutive_int_keys(raw["modality"], "'modality'", 1, problems) or []
+    heads = _parse_heads(raw["classification_labels"], problems)
+    roi_labels = None
+    if raw.get("labels") is not None:
+        names = _consecutive_int_keys(raw["labels"], "'labels' (ROI map)", 2, problems)
+        roi_labels = dict(enumerate(names)) if names is not None else None
+    if not isinstance(raw["training"], list) or not raw["training"]:
+        problems.append("'training' must be a non-empty list of cases.")
+        entries = []
+    else:
+        entries = [e for i, item in enumerate(raw["training"]) if (e := _parse_entry(i, item, heads, problems))]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.case_id in seen:
+            problems.append(f"case {entry.case_id} appears more than once in 'training'; keep one entry per case.")
+        seen.add(entry.case_id)
+    for head in heads:
+        occurring = sorted({e.targets[head.name] for e in entries if head.name in e.targets})
+        if entries and len(occurring) < 2:
+            problems.append(
+                f"classification label '{head.name}': only value(s) {occurring} occur in training; a head needs at "
+                "least two different values among the training cases to be trained."
+            )
+    description = DatasetDescription(
+        name=str(raw.get("name", path.parent.name)),
+        modalities=tuple(modalities),
+        classification_labels=tuple(heads),
+        roi_labels=roi_labels,
+        training=entries,
+        raw=raw,
+    )
+    return description, problems
+
+
+def load_dataset_json(path: Path) -> DatasetDescription:
+    """Parse a dataset.json and raise one error listing every problem found in it."""
+    description, problems = read_dataset_json(path)
+    if problems:
+        raise TaskValidationError(str(path.parent), problems)
+    return description

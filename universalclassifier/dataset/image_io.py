@@ -1,0 +1,97 @@
+"""Reading and writing images with SimpleITK, with axes and spacing in (z, y, x) order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from universalclassifier.errors import UserInputError
+
+IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Image grid in array order: size and spacing are (z, y, x); origin and direction as SimpleITK gives them."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def dimension(self) -> int:
+        return len(self.size)
+
+    def to_dict(self) -> dict:
+        return {
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+        }
+
+
+def split_extension(path: str | Path) -> tuple[str, str]:
+    """Split a file name into (stem, extension) for the supported image extensions ('' if none matches)."""
+    name = Path(path).name
+    for ext in IMAGE_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)], ext
+    return name, ""
+
+
+def _geometry_of(image: sitk.Image) -> Geometry:
+    return Geometry(
+        size=tuple(int(s) for s in reversed(image.GetSize())),
+        spacing=tuple(float(s) for s in reversed(image.GetSpacing())),
+        origin=tuple(float(o) for o in image.GetOrigin()),
+        direction=tuple(float(d) for d in image.GetDirection()),
+    )
+
+
+def read_geometry(path: Path) -> Geometry:
+    """Read only the header of an image file."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+    return Geometry(
+        size=tuple(int(s) for s in reversed(reader.GetSize())),
+        spacing=tuple(float(s) for s in reversed(reader.GetSpacing())),
+        origin=tuple(float(o) for o in reader.GetOrigin()),
+        direction=tuple(float(d) for d in reader.GetDirection()),
+    )
+
+
+def read_image(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D single-channel image as an array (z, y, x) plus its geometry."""
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise UserInputError(
+            f"Image {path} is {image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} component(s); "
+            "expected a 3D single-channel image (store each modality as its own 3D file)."
+        )
+    return sitk.GetArrayFromImage(image).astype(dtype, copy=False), _geometry_of(image)
+
+
+def write_image(array: np.ndarray, reference: Geometry, path: Path) -> None:
+    """Write an array (z, y, x) with the geometry of a reference image (compressed where the format allows)."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(reversed(reference.spacing)))
+    image.SetOrigin(reference.origin)
+    image.SetDirection(reference.direction)
+    sitk.WriteImage(image, str(path), True)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1].strip() if text else type(exc).__name__

@@ -1,0 +1,248 @@
+"""Validation of a raw task folder before any heavy work; every problem found is reported in one error."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from universalclassifier.dataset.dataset_json import DatasetDescription, TrainingEntry, read_dataset_json
+from universalclassifier.dataset.image_io import IMAGE_EXTENSIONS, Geometry, read_geometry, read_image, split_extension
+from universalclassifier.errors import TaskValidationError, UserInputError
+from universalclassifier.parallel import map_with_progress
+
+logger = logging.getLogger(__name__)
+
+GEOMETRY_TOLERANCE = 1e-3
+_MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one training case: one image per modality (dataset.json order) and an optional ROI."""
+
+    case_id: str
+    images: tuple[Path, ...]
+    roi: Path | None
+    targets: dict[str, int]
+
+
+@dataclass
+class ValidatedTask:
+    """A raw task that passed validation."""
+
+    folder: Path
+    description: DatasetDescription
+    cases: list[CaseFiles]
+    uses_roi: bool
+
+
+def find_modality_file(folder: Path, case_id: str, modality: int, preferred_ext: str) -> Path | None:
+    """The file `CASE_XXXX.<ext>` in `folder`, trying the preferred extension first."""
+    extensions = [preferred_ext] + [e for e in IMAGE_EXTENSIONS if e != preferred_ext] if preferred_ext else IMAGE_EXTENSIONS
+    for ext in extensions:
+        candidate = folder / f"{case_id}_{modality:04d}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resolve_case(
+    task_folder: Path, entry: TrainingEntry, modalities: tuple[str, ...], problems: list[str]
+) -> tuple[tuple[Path, ...], Path | None]:
+    image_ref = task_folder / entry.image
+    ext = split_extension(image_ref)[1]
+    images = []
+    for index, name in enumerate(modalities):
+        found = find_modality_file(image_ref.parent, entry.case_id, index, ext)
+        if found is None:
+            expected = (image_ref.parent / f"{entry.case_id}_{index:04d}{ext or '.nii.gz'}").relative_to(task_folder)
+            problems.append(
+                f"case {entry.case_id}: missing modality {index} ({name}) file {expected}; add it or remove the "
+                "case from 'training' in dataset.json."
+            )
+        else:
+            images.append(found)
+    roi = None
+    if entry.label is not None:
+        roi = task_folder / entry.label
+        if not roi.is_file():
+            problems.append(
+                f"case {entry.case_id}: ROI file {entry.label} (its 'label' entry) does not exist; add the "
+                "segmentation or fix the path."
+            )
+            roi = None
+    return tuple(images), roi
+
+
+def _default_roi_file(task_folder: Path, entry: TrainingEntry) -> Path | None:
+    ext = split_extension(entry.image)[1] or ".nii.gz"
+    candidate = task_folder / "labelsTr" / f"{entry.case_id}{ext}"
+    return candidate if candidate.is_file() else None
+
+
+def _check_roi_rule(task_folder: Path, description: DatasetDescription, problems: list[str]) -> bool:
+    """Apply the all-or-nothing ROI rule; returns whether the task uses ROIs."""
+    entries = description.training
+    with_label = [e.case_id for e in entries if e.label is not None]
+    without_label = [e.case_id for e in entries if e.label is None]
+    labels_set = description.roi_labels is not None
+    if labels_set and not with_label:
+        on_disk = [e.case_id for e in entries if _default_roi_file(task_folder, e)]
+        hint = f" ({len(on_disk)} ROI files exist in labelsTr: add a 'label' entry for each case)" if on_disk else ""
+        problems.append(
+            "dataset.json sets 'labels' (an ROI map) but no training case has a 'label' entry with its ROI "
+            f"file{hint}; either give every case an ROI segmentation or remove 'labels'."
+        )
+        return False
+    if with_label and not labels_set:
+        problems.append(
+            f"{len(with_label)} training case(s) have a 'label' (ROI) entry but dataset.json has no 'labels' map; "
+            "add 'labels' such as {\"0\": \"background\", \"1\": \"roi\"} or remove the 'label' entries."
+        )
+    if with_label and without_label:
+        problems.append(
+            f"ROI segmentations are all-or-nothing: {len(with_label)} case(s) have a 'label' entry but "
+            f"{len(without_label)} do not ({_preview(without_label)}); add ROI files for those cases or remove all "
+            "'label' entries and 'labels'."
+        )
+    if not with_label and not labels_set:
+        on_disk = [e.case_id for e in entries if _default_roi_file(task_folder, e)]
+        if on_disk:
+            problems.append(
+                f"labelsTr holds ROI files for {len(on_disk)} case(s) ({_preview(on_disk)}) but dataset.json has "
+                "neither 'labels' nor 'label' entries; add both to use the ROIs, or move labelsTr out of the task."
+            )
+    return bool(with_label)
+
+
+def _preview(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _stray_cases(task_folder: Path, entries: list[TrainingEntry]) -> list[str]:
+    folder = task_folder / "imagesTr"
+    if not folder.is_dir():
+        return []
+    known = {e.case_id for e in entries}
+    stray = set()
+    for path in folder.iterdir():
+        stem, ext = split_extension(path)
+        match = _MODALITY_SUFFIX.match(stem)
+        if ext and match and match.group("case") not in known:
+            stray.add(path.name)
+    return sorted(stray)
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    a_arr, b_arr = np.asarray(a), np.asarray(b)
+    scale = np.maximum(np.maximum(np.abs(a_arr), np.abs(b_arr)), 1.0)
+    return bool(np.all(np.abs(a_arr - b_arr) <= GEOMETRY_TOLERANCE * scale))
+
+
+def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> list[str]:
+    """Differences between two 3D grids beyond tolerance, as readable sentences ([] when they match)."""
+    if reference.size != other.size:
+        return [f"{other_name} has size {list(other.size)} (z, y, x) but the first image has {list(reference.size)}"]
+    problems = []
+    for what in ("spacing", "origin", "direction"):
+        if not _close(getattr(reference, what), getattr(other, what)):
+            problems.append(
+                f"{other_name} has {what} {[round(v, 6) for v in getattr(other, what)]} but the first image has "
+                f"{[round(v, 6) for v in getattr(reference, what)]}"
+            )
+    return problems
+
+
+def check_case_files(
+    case_id: str, images: tuple[Path, ...], roi: Path | None, roi_label_values: tuple[int, ...] | None
+) -> tuple[list[str], list[str]]:
+    """Header and ROI checks of one case; returns (problems, warnings)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    geometries: list[tuple[Path, Geometry]] = []
+    for path in images + ((roi,) if roi is not None else ()):
+        try:
+            geometry = read_geometry(path)
+        except UserInputError as exc:
+            problems.append(f"case {case_id}: {exc}")
+            continue
+        if geometry.dimension != 3:
+            problems.append(
+                f"case {case_id}: {path.name} is a {geometry.dimension}D image; every image and ROI must be 3D "
+                "(store each modality as its own 3D file)."
+            )
+            continue
+        geometries.append((path, geometry))
+    if len(geometries) > 1:
+        reference = geometries[0][1]
+        for path, geometry in geometries[1:]:
+            for difference in compare_geometry(reference, geometry, path.name):
+                problems.append(
+                    f"case {case_id}: {difference} ({geometries[0][0].name}); resample it onto the same grid."
+                )
+    if roi is not None and roi_label_values is not None and not problems:
+        values, _ = read_image(roi, dtype=np.float64)
+        present = np.unique(values)
+        non_integer = present[present != np.round(present)]
+        unknown = sorted(set(present.astype(np.int64).tolist()) - set(roi_label_values))
+        if non_integer.size:
+            problems.append(
+                f"case {case_id}: ROI {roi.name} holds non-integer values {non_integer[:5].tolist()}; save it "
+                "as an integer label map."
+            )
+        elif unknown:
+            problems.append(
+                f"case {case_id}: ROI {roi.name} holds values {unknown} that are not in dataset.json 'labels' "
+                f"{list(roi_label_values)}; add them to 'labels' or fix the segmentation."
+            )
+        elif not np.any(present > 0):
+            warnings.append(
+                f"case {case_id}: ROI {roi.name} has no foreground; this case falls back to the nonzero crop."
+            )
+    return problems, warnings
+
+
+def validate_task(task_folder: Path, num_workers: int = 1, show_progress: bool = True) -> ValidatedTask:
+    """Check a raw task folder (DESIGN section 3) and return its resolved cases, or raise listing every problem."""
+    description, problems = read_dataset_json(task_folder / "dataset.json")
+    uses_roi = _check_roi_rule(task_folder, description, problems)
+    declared = description.raw.get("numTraining")
+    if declared is not None and declared != len(description.training):
+        logger.warning("dataset.json says numTraining=%s but lists %d training cases.", declared, len(description.training))
+    stray = _stray_cases(task_folder, description.training)
+    if stray:
+        logger.warning("imagesTr holds %d file(s) of cases not listed in dataset.json: %s", len(stray), _preview(stray))
+    cases = []
+    for entry in description.training:
+        images, roi = _resolve_case(task_folder, entry, description.modalities, problems)
+        cases.append(CaseFiles(entry.case_id, images, roi if uses_roi else None, entry.targets))
+    roi_values = tuple(description.roi_labels) if description.roi_labels is not None else None
+    checkable = [c for c in cases if len(c.images) == description.num_modalities]
+    results = map_with_progress(
+        check_case_files,
+        [(c.case_id, c.images, c.roi, roi_values) for c in checkable],
+        num_workers,
+        "Validating",
+        show_progress,
+    )
+    for case_problems, case_warnings in results:
+        problems.extend(case_problems)
+        for warning in case_warnings:
+            logger.warning(warning)
+    if problems:
+        raise TaskValidationError(str(task_folder), problems)
+    logger.info(
+        "Task %s: %d training cases, %d modalities %s, %d classification label(s), ROIs: %s",
+        task_folder.name,
+        len(cases),
+        description.num_modalities,
+        list(description.modalities),
+        len(description.classification_labels),
+        "yes" if uses_roi else "no (an all-foreground ROI is used)",
+    )
+    return ValidatedTask(task_folder, description, cases, uses_roi)

@@ -1,0 +1,1 @@
+"""The I3D classification network."""

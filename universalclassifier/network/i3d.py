@@ -1,0 +1,210 @@
+"""I3D (Inception-V1 inflated to 3D) classifier for volumes shaped (N, C, Z, Y, X).
+
+The backbone follows the layer sequence and widths of the I3D paper (Carreira & Zisserman, 2017) and ends in global
+average pooling, so it accepts any spatial size of at least one voxel per axis: every convolution and max-pool uses
+TensorFlow-style "same" padding computed from the actual input size, which gives an output size of
+ceil(input / stride) (never zero). On top of the 1024 pooled features sit dropout and one linear head per
+classification label. Weights are always randomly initialised; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Triple = tuple[int, int, int]
+
+BATCH_NORM_EPS = 1e-3
+BATCH_NORM_MOMENTUM = 0.01
+NUM_FEATURES = 1024
+
+# Branch widths of every Inception block: (1x1x1, 3x3x3 reduce, 3x3x3, 3x3x3 reduce, 3x3x3, pool projection).
+MIXED_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
+}
+
+
+def _triple(value: int | Sequence[int]) -> Triple:
+    if isinstance(value, int):
+        return (value, value, value)
+    z, y, x = value
+    return (int(z), int(y), int(x))
+
+
+def same_padding(spatial_size: Sequence[int], kernel_size: Triple, stride: Triple) -> list[int]:
+    """TensorFlow "same" padding for the (Z, Y, X) axes, in the last-axis-first order `F.pad` expects.
+
+    Per axis the total is max((ceil(size / stride) - 1) * stride + kernel - size, 0); the smaller half goes before.
+    """
+    pad: list[int] = []
+    for size, kernel, step in reversed(list(zip(spatial_size, kernel_size, stride))):
+        total = max((math.ceil(size / step) - 1) * step + kernel - size, 0)
+        pad.extend((total // 2, total - total // 2))
+    return pad
+
+
+class SameMaxPool3d(nn.Module):
+    """3D max-pooling with TensorFlow "same" padding computed from the input size.
+
+    The padding value is -inf, so padded voxels never win the maximum: this matches TensorFlow, which ignores the
+    padding. With "same" padding every window overlaps the input, so no output is -inf. (In this network every pool
+    follows a ReLU, so zero padding would give the same result, but -inf stays correct for any input.)
+    """
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int]) -> None:
+        super().__init__()
+        self.kernel_size = _triple(kernel_size)
+        self.stride = _triple(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
+        if any(pad):
+            x = F.pad(x, pad, mode="constant", value=float("-inf"))
+        return F.max_pool3d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=same"
+
+
+class ConvUnit(nn.Module):
+    """Conv3d without bias + BatchNorm3d + ReLU, with TensorFlow "same" zero padding computed from the input size."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int] = 1,
+        stride: int | Sequence[int] = 1,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = _triple(kernel_size)
+        self.stride = _triple(stride)
+        self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, self.stride, bias=False)
+        self.bn = nn.BatchNorm3d(out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
+        if any(pad):
+            x = F.pad(x, pad)
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class MixedBlock(nn.Module):
+    """Inception block: four parallel branches whose outputs are concatenated along the channel axis."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        out0, reduce1, out1, reduce2, out2, pool_projection = widths
+        self.branch0 = ConvUnit(in_channels, out0)
+        self.branch1 = nn.Sequential(ConvUnit(in_channels, reduce1), ConvUnit(reduce1, out1, kernel_size=3))
+        self.branch2 = nn.Sequential(ConvUnit(in_channels, reduce2), ConvUnit(reduce2, out2, kernel_size=3))
+        self.branch3 = nn.Sequential(SameMaxPool3d(3, 1), ConvUnit(in_channels, pool_projection))
+        self.out_channels = out0 + out1 + out2 + pool_projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], dim=1)
+
+
+def _build_backbone(in_channels: int) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    layers["Conv3d_1a_7x7"] = ConvUnit(in_channels, 64, kernel_size=7, stride=2)
+    layers["MaxPool3d_2a_3x3"] = SameMaxPool3d((1, 3, 3), (1, 2, 2))
+    layers["Conv3d_2b_1x1"] = ConvUnit(64, 64)
+    layers["Conv3d_2c_3x3"] = ConvUnit(64, 192, kernel_size=3)
+    layers["MaxPool3d_3a_3x3"] = SameMaxPool3d((1, 3, 3), (1, 2, 2))
+    pools_before = {"Mixed_4b": ("MaxPool3d_4a_3x3", 3, 2), "Mixed_5b": ("MaxPool3d_5a_2x2", 2, 2)}
+    channels = 192
+    for name, widths in MIXED_WIDTHS.items():
+        if name in pools_before:
+            pool_name, kernel, stride = pools_before[name]
+            layers[pool_name] = SameMaxPool3d(kernel, stride)
+        block = MixedBlock(channels, widths)
+        layers[name] = block
+        channels = block.out_channels
+    layers["AvgPool"] = nn.AdaptiveAvgPool3d(1)
+    return nn.Sequential(layers)
+
+
+def _positive_int(value: object, name: str, minimum: int) -> int:
+    try:
+        number = operator.index(value)  # accepts Python and NumPy integers, rejects floats and strings
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if isinstance(value, bool) or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+class I3DClassifier(nn.Module):
+    """I3D backbone with one linear classification head per label.
+
+    Args:
+        in_channels: number of input channels (image modalities plus the ROI channel).
+        head_sizes: number of values of each classification label; one head is built per entry, in order.
+        dropout: dropout probability applied to the pooled 1024 features before the heads, in [0, 1).
+    """
+
+    def __init__(self, in_channels: int, head_sizes: Sequence[int], dropout: float = 0.5) -> None:
+        super().__init__()
+        in_channels = _positive_int(in_channels, "in_channels", 1)
+        if isinstance(head_sizes, (str, bytes)) or not isinstance(head_sizes, Sequence):
+            raise ValueError(f"head_sizes must be a sequence of integers, got {head_sizes!r}")
+        if len(head_sizes) == 0:
+            raise ValueError("head_sizes must contain at least one head")
+        sizes = [_positive_int(size, f"head_sizes[{i}]", 2) for i, size in enumerate(head_sizes)]
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+        self.in_channels = in_channels
+        self.head_sizes = tuple(sizes)
+        self.backbone = _build_backbone(in_channels)
+        self.dropout = nn.Dropout(p=float(dropout))
+        self.heads = nn.ModuleList(nn.Linear(NUM_FEATURES, size) for size in sizes)
+        self._initialise_weights()
+
+    def _initialise_weights(self) -> None:
+        for module in self.backbone.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm3d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Map a (N, in_channels, Z, Y, X) batch to one (N, head_sizes[i]) logits tensor per head, in order."""
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected input of shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}"
+            )
+        features = self.dropout(torch.flatten(self.backbone(x), 1))
+        return [head(features) for head in self.heads]
+
+
+def build_network(num_input_channels: int, head_sizes: Sequence[int], dropout: float = 0.5) -> I3DClassifier:
+    """Build a randomly initialised I3D classifier for the given input channels and label sizes."""
+    network = I3DClassifier(num_input_channels, head_sizes, dropout=dropout)
+    logger.info(
+        "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %d parameters",
+        network.in_channels,
+        list(network.head_sizes),
+        dropout,
+        sum(p.numel() for p in network.parameters()),
+    )
+    return network

@@ -1,0 +1,87 @@
+"""The data-root layout: raw task folders, preprocessed folders and the trained-model artifact."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from universalclassifier.errors import UserInputError
+
+PLANS_IDENTIFIER = "UniversalClassifierPlansv1.0"
+PLANS_FILENAME = f"{PLANS_IDENTIFIER}_plans_3D.json"
+STAGE_FOLDER = "universal_classifier_plans_v1.0_stage0"
+NETWORK = "3d_fullres"
+TRAINER = "ClassifierTrainer"
+_TASK_PATTERN = re.compile(r"^Task(\d{3})_\S+$")
+
+
+def _raw_parents(data_root: Path) -> list[Path]:
+    return [data_root / "raw" / "nnUNet_raw_data", data_root / "raw"]
+
+
+def task_name_from_id(data_root: Path, task: str | int) -> str:
+    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw`."""
+    text = str(task).strip()
+    if _TASK_PATTERN.match(text):
+        wanted = lambda name: name == text  # noqa: E731
+    elif text.isdigit():
+        prefix = f"Task{int(text):03d}_"
+        wanted = lambda name: name.startswith(prefix)  # noqa: E731
+    else:
+        raise UserInputError(f"Task '{task}' is neither a task id (e.g. 1) nor a task name (e.g. Task001_Name).")
+    found = sorted(
+        {p.name for parent in _raw_parents(data_root) if parent.is_dir() for p in parent.iterdir() if p.is_dir() and wanted(p.name)}
+    )
+    if not found:
+        searched = " and ".join(str(p) for p in _raw_parents(data_root))
+        raise UserInputError(f"No task folder for '{task}' in {searched}; put the task at {_raw_parents(data_root)[0]}/TaskXXX_Name.")
+    if len(found) > 1:
+        raise UserInputError(f"Task id '{task}' matches several folders {found}; pass the full task name instead.")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    """Every folder of one task below a data root."""
+
+    data_root: Path
+    task_name: str
+
+    @classmethod
+    def find(cls, data_root: Path | str, task: str | int) -> "TaskPaths":
+        """Locate a task under `data_root` by id or full name."""
+        root = Path(data_root).expanduser().resolve()
+        if not root.is_dir():
+            raise UserInputError(f"Data root {root} does not exist; pass the folder that holds raw/.")
+        return cls(root, task_name_from_id(root, task))
+
+    @property
+    def raw(self) -> Path:
+        """The raw task folder (read-only to us)."""
+        for parent in _raw_parents(self.data_root):
+            if (parent / self.task_name).is_dir():
+                return parent / self.task_name
+        return _raw_parents(self.data_root)[0] / self.task_name
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.data_root / "preprocessed" / self.task_name
+
+    @property
+    def plans_file(self) -> Path:
+        return self.preprocessed / PLANS_FILENAME
+
+    @property
+    def stage_folder(self) -> Path:
+        return self.preprocessed / STAGE_FOLDER
+
+    @property
+    def splits_file(self) -> Path:
+        return self.preprocessed / "splits_final.json"
+
+    def trainer_folder(self, plans_identifier: str = PLANS_IDENTIFIER) -> Path:
+        """Where trained folds of this task live: the artifact's fixed folder chain."""
+        return (
+            self.data_root / "trained_models" / "nnUNet" / NETWORK / self.task_name / f"{TRAINER}__{plans_identifier}"
+        )

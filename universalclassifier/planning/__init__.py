@@ -1,0 +1,1 @@
+"""Planning: the dataset fingerprint, the planner and the plan-and-preprocess entry point."""

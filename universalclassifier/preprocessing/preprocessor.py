@@ -1,0 +1,155 @@
+"""The single-case preprocessor, shared by plan-and-preprocess and prediction so that they cannot drift apart."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from universalclassifier.dataset.image_io import Geometry, read_image
+from universalclassifier.dataset.validation import compare_geometry
+from universalclassifier.errors import UserInputError
+from universalclassifier.plans import Plans
+from universalclassifier.preprocessing.cropping import BoundingBox, crop_case
+from universalclassifier.preprocessing.normalization import normalize
+from universalclassifier.preprocessing.padding import center_pad_or_crop
+from universalclassifier.preprocessing.resampling import (
+    new_shape_for,
+    resample_image,
+    resample_labels,
+    separate_z_axis,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CroppedCase:
+    """A case after loading and the two-step crop, in original axis order."""
+
+    case_id: str
+    data: np.ndarray  # (C, Z, Y, X) float32
+    roi: np.ndarray  # (Z, Y, X) int16, -1 outside the body
+    body: np.ndarray  # (Z, Y, X) bool, filled nonzero mask
+    geometry: Geometry
+    nonzero_box: BoundingBox
+    roi_box: BoundingBox | None
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return self.geometry.spacing
+
+
+def load_case(case_id: str, image_files: Sequence[Path], roi_file: Path | None) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Read all modalities into (C, Z, Y, X) float32 and the ROI into (Z, Y, X) int16 (all ones without an ROI).
+
+    Non-finite voxels are set to 0 with a warning; inputs on different grids are refused.
+    """
+    channels = []
+    reference: Geometry | None = None
+    for path in image_files:
+        array, geometry = read_image(Path(path))
+        if reference is None:
+            reference = geometry
+        else:
+            _refuse_mismatch(case_id, reference, geometry, Path(path), Path(image_files[0]))
+        bad = ~np.isfinite(array)
+        if bad.any():
+            logger.warning("case %s: %d NaN/inf voxel(s) in %s replaced by 0.", case_id, int(bad.sum()), Path(path).name)
+            array[bad] = 0
+        channels.append(array)
+    if reference is None:
+        raise UserInputError(f"case {case_id}: no image files given.")
+    if roi_file is None:
+        roi = np.ones(reference.size, dtype=np.int16)
+    else:
+        roi_array, roi_geometry = read_image(Path(roi_file), dtype=np.float32)
+        _refuse_mismatch(case_id, reference, roi_geometry, Path(roi_file), Path(image_files[0]))
+        roi = np.rint(roi_array).astype(np.int16)
+    return np.stack(channels), roi, reference
+
+
+def _refuse_mismatch(case_id: str, reference: Geometry, other: Geometry, path: Path, reference_path: Path) -> None:
+    differences = compare_geometry(reference, other, path.name)
+    if differences:
+        raise UserInputError(
+            f"case {case_id}: {'; '.join(differences)} ({reference_path.name}); all inputs of a case must share "
+            "one grid: resample them onto the first image."
+        )
+
+
+def load_and_crop(case_id: str, image_files: Sequence[Path], roi_file: Path | None) -> CroppedCase:
+    """Load a case and crop it to the nonzero region, then to the ROI with a 5% margin."""
+    data, roi, geometry = load_case(case_id, image_files, roi_file)
+    data, roi, body, nonzero_box, roi_box = crop_case(data, roi)
+    if roi_file is not None and roi_box is None:
+        logger.warning("case %s: ROI has no foreground; using the nonzero crop.", case_id)
+    return CroppedCase(case_id, data, roi, body, geometry, nonzero_box, roi_box)
+
+
+def preprocess_case(
+    case_id: str, image_files: Sequence[Path], roi_file: Path | None, plans: Plans
+) -> tuple[np.ndarray, dict]:
+    """Preprocess one case with a plan: crop, transpose, resample, normalize, fit to the image size.
+
+    Returns a float32 array (modalities + 1, *image_size) whose last channel is the ROI label map (-1 outside
+    the body), and the case's properties as a JSON-ready dict.
+    """
+    if len(image_files) != plans.num_modalities:
+        raise UserInputError(
+            f"case {case_id}: got {len(image_files)} image file(s) but the plans expect {plans.num_modalities} "
+            f"modalities {plans.modalities}, in that order."
+        )
+    if plans.uses_roi and roi_file is None:
+        raise UserInputError(f"case {case_id}: this task was planned with ROI segmentations; give the ROI file too.")
+    if not plans.uses_roi and roi_file is not None:
+        raise UserInputError(f"case {case_id}: this task was planned without ROI segmentations; do not give one.")
+    case = load_and_crop(case_id, image_files, roi_file)
+    axes = list(plans.transpose_forward)
+    data = case.data.transpose([0] + [a + 1 for a in axes])
+    roi = case.roi.transpose(axes)
+    body = case.body.transpose(axes)
+    spacing = [case.spacing[a] for a in axes]
+    new_shape = new_shape_for(roi.shape, spacing, plans.target_spacing)
+    separate_axis = separate_z_axis(spacing, plans.target_spacing)
+    data = resample_image(data, new_shape, separate_axis)
+    roi = resample_labels(roi, new_shape, separate_axis)
+    body = resample_labels(body, new_shape, separate_axis) if any(plans.use_mask_for_norm) else None
+    data = normalize(data, plans.normalization_schemes, plans.use_mask_for_norm, plans.intensity_properties, body)
+    stacked = np.concatenate([data, roi[None].astype(np.float32)])
+    stacked, offsets = center_pad_or_crop(stacked, plans.image_size)
+    if any(before < 0 or after < 0 for before, after in offsets):
+        logger.warning(
+            "case %s: resampled size %s exceeds the plan's image size %s; cropped centrally.",
+            case_id,
+            list(new_shape),
+            plans.image_size,
+        )
+    properties = {
+        "case_id": case_id,
+        "original_size": list(case.geometry.size),
+        "original_spacing": list(case.geometry.spacing),
+        "origin": list(case.geometry.origin),
+        "direction": list(case.geometry.direction),
+        "nonzero_bbox": case.nonzero_box,
+        "roi_bbox_in_nonzero_crop": case.roi_box,
+        "size_after_cropping": list(case.roi.shape),
+        "spacing_after_resampling": list(plans.target_spacing),
+        "size_after_resampling": list(new_shape),
+        "separate_z_axis": separate_axis,
+        "pad_offsets": offsets,
+        "roi_classes_present": sorted(int(v) for v in np.unique(case.roi) if v > 0),
+    }
+    return np.ascontiguousarray(stacked, dtype=np.float32), properties
+
+
+def to_network_input(array: np.ndarray, num_roi_classes: int) -> np.ndarray:
+    """Map a preprocessed array's ROI channel (last) into [0, 1): -1 becomes 0, then divide by the class count."""
+    result = np.array(array, dtype=np.float32, copy=True)
+    roi = result[-1]
+    roi[roi < 0] = 0
+    roi /= float(num_roi_classes)
+    return result
