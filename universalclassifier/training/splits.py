@@ -100,7 +100,10 @@ def _read_splits(splits_file: Path) -> list[dict[str, list[str]]]:
         raise UserInputError(f"Splits file {splits_file} is not valid JSON ({exc}); {fix}.") from exc
     well_formed = isinstance(content, list) and all(
         isinstance(fold, dict)
-        and all(isinstance(fold.get(part), list) and all(isinstance(c, str) for c in fold[part]) for part in ("train", "val"))
+        and all(
+            isinstance(fold.get(part), list) and all(isinstance(c, str) for c in fold[part])
+            for part in ("train", "val")
+        )
         for fold in content
     )
     if not well_formed or not content:

@@ -1,0 +1,180 @@
+"""Tests for the I3D classification network (CPU only, small inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from universalclassifier.network.i3d import (
+    NUM_FEATURES,
+    I3DClassifier,
+    SameMaxPool3d,
+    build_network,
+    same_padding,
+)
+
+# Spatial sizes (Z, Y, X): tiny, odd, single-slice, strongly anisotropic and isotropic volumes.
+SPATIAL_SIZES = [(8, 24, 24), (7, 33, 29), (1, 64, 64), (4, 96, 96), (48, 48, 48), (1, 1, 1), (2, 3, 5)]
+
+# Exact number of trainable parameters for in_channels=2 and two 2-value heads (about 12.3 M). Roughly:
+#   stem (Conv3d_1a_7x7 44,032 + Conv3d_2b_1x1 4,224 + Conv3d_2c_3x3 332,160)          ~   0.38 M
+#   Mixed_3b 0.39 M + 3c 0.84 M                                                         ~   1.22 M
+#   Mixed_4b 0.74 M + 4c 0.90 M + 4d 1.10 M + 4e 1.36 M + 4f 1.80 M                      ~   5.90 M
+#   Mixed_5b 1.97 M + 5c 2.78 M                                                         ~   4.76 M
+#   two heads 2 * (1024 * 2 + 2) = 4,100
+# Conv weights dominate; BatchNorm weights/biases contribute 14,560 of the total.
+EXPECTED_PARAMETERS = 12_269_412
+
+
+def _count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def network() -> I3DClassifier:
+    torch.manual_seed(0)
+    return build_network(2, [2, 2]).eval()
+
+
+@pytest.mark.parametrize("spatial", SPATIAL_SIZES)
+def test_output_shapes_in_eval_mode(network: I3DClassifier, spatial: tuple[int, int, int]) -> None:
+    with torch.no_grad():
+        outputs = network(torch.randn(2, 2, *spatial))
+    assert isinstance(outputs, list)
+    assert [tuple(o.shape) for o in outputs] == [(2, 2), (2, 2)]
+    assert all(torch.isfinite(o).all() for o in outputs)
+
+
+@pytest.mark.parametrize("spatial", [(1, 1, 1), (7, 33, 29), (4, 96, 96)])
+def test_output_shapes_in_train_mode(spatial: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_network(1, [3]).train()
+    outputs = model(torch.randn(2, 1, *spatial))
+    assert [tuple(o.shape) for o in outputs] == [(2, 3)]
+    assert torch.isfinite(outputs[0]).all()
+
+
+def test_backbone_ends_with_1024_features(network: I3DClassifier) -> None:
+    with torch.no_grad():
+        features = network.backbone(torch.randn(2, 2, 5, 17, 11))
+    assert tuple(features.shape) == (2, NUM_FEATURES, 1, 1, 1)
+
+
+def test_parameter_count() -> None:
+    count = _count_parameters(build_network(2, [2, 2]))
+    assert 12_200_000 < count < 12_400_000
+    assert count == EXPECTED_PARAMETERS
+
+
+def test_parameter_count_scales_with_inputs_and_heads() -> None:
+    # One extra input channel adds one 7x7x7x64 slice of the stem; one extra head value adds a 1024-weight row + bias.
+    assert _count_parameters(build_network(3, [2, 2])) == EXPECTED_PARAMETERS + 7 * 7 * 7 * 64
+    assert _count_parameters(build_network(2, [2, 3])) == EXPECTED_PARAMETERS + NUM_FEATURES + 1
+
+
+def test_training_step_updates_weights_with_finite_gradients() -> None:
+    torch.manual_seed(0)
+    model = build_network(2, [2, 3]).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stem = model.backbone.Conv3d_1a_7x7.conv.weight
+    watched = [stem, *(head.weight for head in model.heads)]
+    before = [w.detach().clone() for w in watched]
+
+    x = torch.randn(2, 2, 8, 24, 24)
+    targets = [torch.tensor([0, 1]), torch.tensor([2, 0])]
+    outputs = model(x)
+    loss = sum(torch.nn.functional.cross_entropy(o, t) for o, t in zip(outputs, targets))
+    optimizer.zero_grad()
+    loss.backward()
+
+    for weight in watched:
+        assert weight.grad is not None
+        assert torch.isfinite(weight.grad).all()
+        assert weight.grad.abs().sum() > 0
+    optimizer.step()
+    for weight, old in zip(watched, before):
+        assert not torch.equal(weight.detach(), old)
+
+
+@pytest.mark.parametrize("head_sizes", [[3], [2, 4, 5]])
+def test_different_head_counts(head_sizes: list[int]) -> None:
+    torch.manual_seed(0)
+    model = build_network(3, head_sizes).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 6, 20, 18))
+    assert [tuple(o.shape) for o in outputs] == [(2, size) for size in head_sizes]
+
+
+def test_numpy_integers_are_accepted() -> None:
+    model = build_network(np.int64(2), [np.int64(2), np.int32(3)])
+    assert model.in_channels == 2
+    assert model.head_sizes == (2, 3)
+
+
+def test_eval_mode_is_deterministic(network: I3DClassifier) -> None:
+    x = torch.randn(2, 2, 7, 33, 29)
+    with torch.no_grad():
+        first = network(x)
+        second = network(x)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_input_channels": 0, "head_sizes": [2]}, r"in_channels must be an integer >= 1, got 0"),
+        ({"num_input_channels": -3, "head_sizes": [2]}, r"in_channels must be an integer >= 1, got -3"),
+        ({"num_input_channels": 1.5, "head_sizes": [2]}, r"in_channels must be an integer >= 1, got 1\.5"),
+        ({"num_input_channels": True, "head_sizes": [2]}, r"in_channels must be an integer >= 1, got True"),
+        ({"num_input_channels": 1, "head_sizes": []}, r"head_sizes must contain at least one head"),
+        ({"num_input_channels": 1, "head_sizes": "22"}, r"head_sizes must be a sequence of integers"),
+        ({"num_input_channels": 1, "head_sizes": 2}, r"head_sizes must be a sequence of integers"),
+        ({"num_input_channels": 1, "head_sizes": [2, 1]}, r"head_sizes\[1\] must be an integer >= 2, got 1"),
+        ({"num_input_channels": 1, "head_sizes": [0]}, r"head_sizes\[0\] must be an integer >= 2, got 0"),
+        ({"num_input_channels": 1, "head_sizes": [2.0]}, r"head_sizes\[0\] must be an integer >= 2, got 2\.0"),
+        ({"num_input_channels": 1, "head_sizes": [2], "dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
+        ({"num_input_channels": 1, "head_sizes": [2], "dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
+    ],
+)
+def test_argument_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_network(**kwargs)
+
+
+def test_classifier_constructor_validates_too() -> None:
+    with pytest.raises(ValueError, match=r"in_channels must be an integer >= 1"):
+        I3DClassifier(0, [2])
+
+
+def test_wrong_input_shape_is_rejected(network: I3DClassifier) -> None:
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 2, Z, Y, X\), got \(2, 3, 4, 4, 4\)"):
+        network(torch.randn(2, 3, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"expected input of shape"):
+        network(torch.randn(2, 2, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        ((24, 24, 24), (7, 7, 7), (2, 2, 2), [2, 3, 2, 3, 2, 3]),  # even size: total 5, floor half before
+        ((7, 33, 29), (3, 3, 3), (1, 1, 1), [1, 1, 1, 1, 1, 1]),
+        ((1, 1, 1), (2, 2, 2), (2, 2, 2), [0, 1, 0, 1, 0, 1]),
+        ((4, 5, 6), (1, 3, 3), (1, 2, 2), [0, 1, 1, 1, 0, 0]),  # last axis first, as F.pad expects
+    ],
+)
+def test_same_padding(size: tuple, kernel: tuple, stride: tuple, expected: list[int]) -> None:
+    assert same_padding(size, kernel, stride) == expected
+
+
+def test_same_max_pool_padding_never_wins() -> None:
+    # All-negative input: zero padding would leak zeros into border outputs; -inf padding must not.
+    x = -1.0 - torch.rand(1, 1, 3, 5, 4)
+    pooled = SameMaxPool3d(3, 1)(x)
+    assert pooled.shape == x.shape
+    assert (pooled < 0).all()
+    assert torch.isfinite(pooled).all()
+    single = torch.full((1, 1, 1, 1, 1), -5.0)
+    assert torch.equal(SameMaxPool3d(3, 2)(single), single)
+    assert torch.equal(SameMaxPool3d(2, 2)(single), single)

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from universalclassifier.preprocessing.normalization import (
+    CT,
+    NO_NORM,
+    ZSCORE,
+    normalize,
+    normalize_ct,
+    normalize_zscore,
+    scheme_for_modality,
+)
+
+
+def test_scheme_per_modality_name():
+    assert [scheme_for_modality(m) for m in ["CT", "ct", "T2", "noNorm", "nonorm"]] == [CT, CT, ZSCORE, NO_NORM, ZSCORE]
+
+
+def test_zscore_over_the_whole_image():
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    np.testing.assert_allclose(normalize_zscore(x, None), (x - 2.5) / np.sqrt(1.25), rtol=1e-6)
+
+
+def test_zscore_inside_the_mask_and_zero_outside():
+    x = np.array([7.0, 9.0, 2.0, 4.0], np.float32)
+    mask = np.array([False, False, True, True])
+    np.testing.assert_allclose(normalize_zscore(x, mask), [0, 0, -1, 1], atol=1e-6)
+
+
+def test_ct_clips_to_percentiles_then_standardizes():
+    stats = {"percentile_00_5": -100.0, "percentile_99_5": 100.0, "mean": 10.0, "sd": 20.0}
+    x = np.array([-500.0, 0.0, 50.0, 500.0], np.float32)
+    np.testing.assert_allclose(normalize_ct(x, stats), [-5.5, -0.5, 2.0, 4.5])
+
+
+def test_normalize_dispatches_per_channel():
+    data = np.stack([np.full((2, 2, 2), 5.0), np.arange(8.0).reshape(2, 2, 2)]).astype(np.float32)
+    stats = {"0": {"percentile_00_5": 0.0, "percentile_99_5": 4.0, "mean": 2.0, "sd": 2.0}}
+    out = normalize(data, [CT, NO_NORM], [False, False], stats, None)
+    np.testing.assert_allclose(out[0], 1.0)  # clipped to 4 -> (4 - 2) / 2
+    np.testing.assert_array_equal(out[1], data[1])
+    with pytest.raises(ValueError, match="Unknown normalization scheme"):
+        normalize(data, ["fancy", NO_NORM], [False, False], {}, None)

@@ -1,0 +1,193 @@
+"""Integration: uc_plan_and_preprocess.sh on generated tasks, asserting on plans, arrays and files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import run_script
+from universalclassifier.paths import PLANS_FILENAME, STAGE_FOLDER
+from universalclassifier.planning.planner import plan_target_spacing
+from universalclassifier.plans import Plans
+from universalclassifier.preprocessing.preprocessor import preprocess_case
+from universalclassifier.synthetic import generate_task
+
+PLAN_KEYS = {
+    "image_size", "target_spacing", "transpose_forward", "transpose_backward", "batch_size", "do_dummy_2D_data_aug",
+    "normalization_schemes", "use_mask_for_norm", "intensity_properties", "num_modalities", "modalities",
+    "num_roi_classes", "uses_roi", "classification_labels", "format_version",
+}
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    # CT with ROIs, thin slabs along x (anisotropic, coarsest axis last -> transposed first)
+    generate_task(root, 1, "CTroi", num_cases=12, with_roi=True, base_size=(36, 40, 10), spacing=(0.8, 0.8, 4.0), seed=1)
+    # two-modality MR without ROIs, written as .mha
+    generate_task(root, 2, "MRnoroi", num_cases=10, modalities=("T1", "T2"), with_roi=False, base_size=(20, 28, 24), extension=".mha", seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ct_run(data_root):
+    raw = data_root / "raw" / "nnUNet_raw_data" / "Task001_CTroi"
+    before = _tree_digest(raw)
+    result = run_script("uc_plan_and_preprocess.sh", str(data_root), "-t", "1", "-tf", "2")
+    return result, before, raw
+
+
+@pytest.fixture(scope="module")
+def mr_run(data_root):
+    result = run_script("uc_plan_and_preprocess.sh", str(data_root), "-t", "Task002_MRnoroi", "-tf", "1")
+    return result
+
+
+def test_ct_task_plans(ct_run, data_root):
+    result, before, raw = ct_run
+    assert result.returncode == 0, result.stderr
+    out = data_root / "preprocessed" / "Task001_CTroi"
+    raw_plans = json.loads((out / PLANS_FILENAME).read_text())
+    assert PLAN_KEYS <= set(raw_plans)
+    plans = Plans.load(out / PLANS_FILENAME)
+    assert plans.normalization_schemes == ["CT"] and plans.use_mask_for_norm == [False]
+    assert plans.uses_roi and plans.num_roi_classes == 2 and plans.num_modalities == 1
+    assert plans.transpose_forward == [2, 0, 1] and plans.transpose_backward == [1, 2, 0]
+    fingerprint = json.loads((out / "dataset_fingerprint.json").read_text())
+    sizes = np.array([c["size_after_cropping"] for c in fingerprint["cases"]])
+    spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
+    expected_target = plan_target_spacing(spacings, sizes)[[2, 0, 1]]
+    np.testing.assert_allclose(plans.target_spacing, expected_target)
+    extents = (sizes * spacings)[:, [2, 0, 1]].max(axis=0)
+    assert plans.image_size == [int(np.ceil(round(e / t, 6))) for e, t in zip(extents, expected_target)]
+    stats = plans.intensity_properties["0"]
+    assert stats["min"] <= stats["percentile_00_5"] < stats["median"] < stats["percentile_99_5"] <= stats["max"]
+    assert 60 < stats["mean"] < 120  # the organ (ROI) of the synthetic CT is about 90 HU
+    assert [h["name"] for h in plans.classification_labels] == ["lesion_contrast", "lesion_size"]
+    assert _tree_digest(raw) == before, "the raw task folder must never be modified"
+
+
+def test_ct_task_arrays(ct_run, data_root):
+    assert ct_run[0].returncode == 0, ct_run[0].stderr
+    out = data_root / "preprocessed" / "Task001_CTroi"
+    plans = Plans.load(out / PLANS_FILENAME)
+    arrays = sorted((out / STAGE_FOLDER).glob("*.npy"))
+    assert len(arrays) == 12
+    for path in arrays:
+        array = np.load(path, mmap_mode="r")
+        assert isinstance(array, np.memmap) and array.dtype == np.float32
+        assert array.shape == (2, *plans.image_size)
+        roi = np.asarray(array[-1])
+        assert set(np.unique(roi).tolist()) <= {-1.0, 0.0, 1.0} and (roi == 1).any()
+        properties = json.loads(path.with_suffix(".json").read_text())
+        assert set(properties["classification_targets"]) == {"lesion_contrast", "lesion_size"}
+        assert properties["size_after_resampling"] == [
+            int(round(s * sp / t))
+            for s, sp, t in zip(
+                [properties["size_after_cropping"][a] for a in plans.transpose_forward],
+                [properties["original_spacing"][a] for a in plans.transpose_forward],
+                plans.target_spacing,
+            )
+        ]
+    # CT normalization: clipped to the fingerprint percentiles, standardized with its mean and sd
+    stats = plans.intensity_properties["0"]
+    image = np.load(arrays[0])[0]
+    low = (stats["percentile_00_5"] - stats["mean"]) / stats["sd"]
+    high = (stats["percentile_99_5"] - stats["mean"]) / stats["sd"]
+    assert image.min() >= min(low, 0) - 1e-4 and image.max() <= high + 1e-4
+
+
+def test_effective_dataset_json_and_no_generated_rois_with_real_rois(ct_run, data_root):
+    out = data_root / "preprocessed" / "Task001_CTroi"
+    effective = json.loads((out / "dataset.json").read_text())
+    assert effective["labels"] == {"0": "background", "1": "organ"}
+    assert all(Path(e["label"]).is_file() and "labelsTr" in e["label"] for e in effective["training"])
+    assert not (out / "generated_rois").exists()
+
+
+def test_mr_task_without_rois(mr_run, data_root):
+    assert mr_run.returncode == 0, mr_run.stderr
+    out = data_root / "preprocessed" / "Task002_MRnoroi"
+    plans = Plans.load(out / PLANS_FILENAME)
+    assert plans.normalization_schemes == ["zscore", "zscore"] and not plans.uses_roi
+    assert plans.num_roi_classes == 2 and plans.intensity_properties == {}
+    fingerprint = json.loads((out / "dataset_fingerprint.json").read_text())
+    assert plans.use_mask_for_norm == [fingerprint["median_size_reduction"] < 0.75] * 2
+    effective = json.loads((out / "dataset.json").read_text())
+    assert effective["labels"] == {"0": "background", "1": "foreground"}
+    for entry in effective["training"]:
+        roi_path = Path(entry["label"])
+        assert roi_path.parent == out / "generated_rois"
+        roi = sitk.ReadImage(str(roi_path))
+        image = sitk.ReadImage(entry["image"].replace(".mha", "_0000.mha"))
+        assert roi.GetSize() == image.GetSize() and (sitk.GetArrayViewFromImage(roi) == 1).all()
+    arrays = sorted((out / STAGE_FOLDER).glob("*.npy"))
+    assert len(arrays) == 10
+    for path in arrays:
+        array = np.load(path)
+        assert array.shape == (3, *plans.image_size)
+        assert set(np.unique(array[-1]).tolist()) <= {0.0, 1.0}
+        properties = json.loads(path.with_suffix(".json").read_text())
+        z, y, x = properties["size_after_resampling"]
+        (bz, _), (by, _), (bx, _) = properties["pad_offsets"]
+        inside = array[:2, bz : bz + z, by : by + y, bx : bx + x]
+        if not plans.use_mask_for_norm[0]:  # z-score over the whole resampled image
+            np.testing.assert_allclose(inside.mean(axis=(1, 2, 3)), 0, atol=1e-3)
+            np.testing.assert_allclose(inside.std(axis=(1, 2, 3)), 1, atol=1e-3)
+
+
+def test_predict_time_preprocessing_matches_stored_arrays(mr_run, data_root):
+    assert mr_run.returncode == 0, mr_run.stderr
+    out = data_root / "preprocessed" / "Task002_MRnoroi"
+    plans = Plans.load(out / PLANS_FILENAME)
+    raw = data_root / "raw" / "nnUNet_raw_data" / "Task002_MRnoroi" / "imagesTr"
+    array, properties = preprocess_case("case_0003", [raw / "case_0003_0000.mha", raw / "case_0003_0001.mha"], None, plans)
+    np.testing.assert_array_equal(array, np.load(out / STAGE_FOLDER / "case_0003.npy"))
+
+
+def test_rerun_keeps_user_splits_and_plan_only_skips_arrays(mr_run, data_root):
+    assert mr_run.returncode == 0, mr_run.stderr
+    out = data_root / "preprocessed" / "Task002_MRnoroi"
+    splits = out / "splits_final.json"
+    splits.write_text('[{"train": ["case_0000"], "val": ["case_0001"]}]')
+    stale = out / STAGE_FOLDER / "stale_case.npy"
+    stale.write_bytes(b"old")
+    result = run_script("uc_plan_and_preprocess.sh", str(data_root), "-t", "2", "-tf", "2", "--verify_dataset_integrity", "-tl", "4")
+    assert result.returncode == 0, result.stderr
+    assert splits.read_text() == '[{"train": ["case_0000"], "val": ["case_0001"]}]'
+    assert not stale.exists() and len(list((out / STAGE_FOLDER).glob("*.npy"))) == 10
+
+    root = data_root.parent / "plan_only"
+    generate_task(root, 3, "PlanOnly", num_cases=6, base_size=(10, 12, 12))
+    result = run_script("uc_plan_and_preprocess.sh", str(root), "-t", "3", "-no_pp")
+    assert result.returncode == 0, result.stderr
+    assert (root / "preprocessed" / "Task003_PlanOnly" / PLANS_FILENAME).is_file()
+    assert not (root / "preprocessed" / "Task003_PlanOnly" / STAGE_FOLDER).exists()
+
+
+def test_user_errors_exit_with_one_line(tmp_path):
+    result = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "7")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: No task folder for '7'") and "Traceback" not in result.stderr
+    generate_task(tmp_path, 7, "Broken", num_cases=6, base_size=(8, 10, 10))
+    (tmp_path / "raw" / "nnUNet_raw_data" / "Task007_Broken" / "imagesTr" / "case_0001_0000.nii.gz").unlink()
+    result = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "7")
+    assert result.returncode == 2 and "case case_0001: missing modality 0 (CT)" in result.stderr
+    assert not (tmp_path / "preprocessed" / "Task007_Broken" / STAGE_FOLDER).exists()
+
+
+def test_task_in_the_short_raw_layout(tmp_path):
+    generate_task(tmp_path, 4, "Short", num_cases=6, base_size=(10, 12, 12))
+    (tmp_path / "raw" / "nnUNet_raw_data" / "Task004_Short").rename(tmp_path / "raw" / "Task004_Short")
+    result = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "4", "-tf", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "preprocessed" / "Task004_Short" / STAGE_FOLDER).glob("*.npy"))) == 6

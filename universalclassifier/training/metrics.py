@@ -1,0 +1,145 @@
+"""Validation metrics per classification head: accuracy, balanced accuracy, confusion matrix, ROC AUC, ROC plots."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
+
+logger = logging.getLogger(__name__)
+
+
+def _check(targets: Sequence[int], probabilities: np.ndarray, num_values: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(targets, dtype=np.int64).reshape(-1)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if num_values < 2:
+        raise ValueError(f"A classification head needs at least 2 values, got num_values={num_values}.")
+    if p.ndim != 2 or p.shape != (len(y), num_values):
+        raise ValueError(
+            f"Expected probabilities of shape ({len(y)}, {num_values}) for {len(y)} targets, got {p.shape}."
+        )
+    if len(y) == 0:
+        raise ValueError("Cannot compute metrics without cases.")
+    if y.min() < 0 or y.max() >= num_values:
+        raise ValueError(f"Targets must lie in 0..{num_values - 1}, got values {sorted(set(y.tolist()))}.")
+    return y, p
+
+
+def _one_vs_rest_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    if is_positive.all() or not is_positive.any():
+        return None
+    return float(roc_auc_score(is_positive, scores))
+
+
+def _json_safe(value: object) -> object:
+    """Convert numpy scalars/arrays to plain Python and NaN to None, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def head_metrics(targets: Sequence[int], probabilities: np.ndarray, num_values: int, *, name: str = "head") -> dict:
+    """Metrics of one head; `probabilities` has shape (N, num_values), the prediction is its argmax.
+
+    Returns a JSON-serialisable dict with num_cases, accuracy, balanced_accuracy, confusion_matrix
+    (rows = true value, columns = predicted value) and auc; heads with more than two values also get
+    auc_per_value (one-vs-rest) and auc is their macro mean over the values where it is defined.
+    An undefined AUC (a single class in the targets) is None and logged as a warning; `name` labels that warning.
+    """
+    y, p = _check(targets, probabilities, num_values)
+    predicted = p.argmax(axis=1)
+    with warnings.catch_warnings():
+        # Values missing from the targets are expected on small validation folds; sklearn skips them correctly.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
+        balanced = balanced_accuracy_score(y, predicted)
+    result: dict = {
+        "num_cases": len(y),
+        "accuracy": float((predicted == y).mean()),
+        "balanced_accuracy": balanced,
+        "confusion_matrix": confusion_matrix(y, predicted, labels=list(range(num_values))),
+    }
+    if num_values == 2:
+        result["auc"] = _one_vs_rest_auc(y == 1, p[:, 1])
+        if result["auc"] is None:
+            logger.warning("AUC of %s is undefined: all %d targets have value %d.", name, len(y), y[0])
+    else:
+        per_value = {str(v): _one_vs_rest_auc(y == v, p[:, v]) for v in range(num_values)}
+        undefined = [v for v, auc in per_value.items() if auc is None]
+        if undefined:
+            logger.warning(
+                "One-vs-rest AUC of %s is undefined for value(s) %s: the targets (values %s) hold only one class "
+                "for them; the macro AUC averages the others.",
+                name,
+                undefined,
+                sorted(set(y.tolist())),
+            )
+        defined = [auc for auc in per_value.values() if auc is not None]
+        result["auc_per_value"] = per_value
+        result["auc"] = float(np.mean(defined)) if defined else None
+    return _json_safe(result)
+
+
+def summarize_heads(
+    head_names: Sequence[str],
+    head_sizes: Sequence[int],
+    targets: Mapping[str, Sequence[int]],
+    probabilities: Mapping[str, np.ndarray],
+) -> dict:
+    """Return {head name: head_metrics} for every head, in head order."""
+    if len(head_names) != len(head_sizes):
+        raise ValueError(f"Got {len(head_names)} head names but {len(head_sizes)} head sizes.")
+    return {
+        head: head_metrics(targets[head], probabilities[head], size, name=f"head '{head}'")
+        for head, size in zip(head_names, head_sizes)
+    }
+
+
+def plot_roc_curves(targets: Sequence[int], probabilities: np.ndarray, title: str, out_file: Path) -> None:
+    """Write a PNG with the ROC curve (binary head) or one-vs-rest ROC curves (more values) and a chance line.
+
+    Curves whose AUC is undefined (only one class present) are left out with a warning.
+    """
+    from matplotlib.figure import Figure
+
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"Expected probabilities of shape (N, num_values), got {p.shape}.")
+    y, p = _check(targets, p, p.shape[1])
+    values = [1] if p.shape[1] == 2 else list(range(p.shape[1]))
+
+    figure = Figure(figsize=(5, 5), dpi=100)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    for value in values:
+        is_positive = y == value
+        auc = _one_vs_rest_auc(is_positive, p[:, value])
+        if auc is None:
+            logger.warning("%s: no ROC curve for value %d, its AUC is undefined (one class only).", title, value)
+            continue
+        fpr, tpr, _ = roc_curve(is_positive, p[:, value])
+        label = f"AUC = {auc:.3f}" if p.shape[1] == 2 else f"value {value} vs rest, AUC = {auc:.3f}"
+        axes.plot(fpr, tpr, label=label)
+    axes.set_xlim(0.0, 1.0)
+    axes.set_ylim(0.0, 1.0)
+    axes.set_xlabel("False positive rate")
+    axes.set_ylabel("True positive rate")
+    axes.set_title(title)
+    axes.legend(loc="lower right")
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_file, format="png")
