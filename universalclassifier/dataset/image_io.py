@@ -21,6 +21,7 @@ class Geometry:
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
     direction: tuple[float, ...]
+    components: int = 1
 
     @property
     def dimension(self) -> int:
@@ -66,6 +67,7 @@ def read_geometry(path: Path) -> Geometry:
         spacing=tuple(float(s) for s in reversed(reader.GetSpacing())),
         origin=tuple(float(o) for o in reader.GetOrigin()),
         direction=tuple(float(d) for d in reader.GetDirection()),
+        components=int(reader.GetNumberOfComponents()),
     )
 
 

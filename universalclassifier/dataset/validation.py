@@ -89,7 +89,7 @@ def _check_roi_rule(task_folder: Path, description: DatasetDescription, problems
     entries = description.training
     with_label = [e.case_id for e in entries if e.label is not None]
     without_label = [e.case_id for e in entries if e.label is None]
-    labels_set = description.roi_labels is not None
+    labels_set = description.raw.get("labels") is not None
     if labels_set and not with_label:
         on_disk = [e.case_id for e in entries if _default_roi_file(task_folder, e)]
         hint = f" ({len(on_disk)} ROI files exist in labelsTr: add a 'label' entry for each case)" if on_disk else ""
@@ -177,6 +177,12 @@ def check_case_files(
                 "(store each modality as its own 3D file)."
             )
             continue
+        if geometry.components != 1:
+            problems.append(
+                f"case {case_id}: {path.name} has {geometry.components} components per voxel; every image and ROI "
+                "must be a single-channel 3D image (store each modality as its own file)."
+            )
+            continue
         geometries.append((path, geometry))
     if len(geometries) > 1:
         reference = geometries[0][1]
@@ -188,9 +194,14 @@ def check_case_files(
     if roi is not None and roi_label_values is not None and not problems:
         values, _ = read_image(roi, dtype=np.float64)
         present = np.unique(values)
-        non_integer = present[present != np.round(present)]
-        unknown = sorted(set(present.astype(np.int64).tolist()) - set(roi_label_values))
-        if non_integer.size:
+        finite = present[np.isfinite(present)]
+        non_integer = finite[finite != np.round(finite)]
+        unknown = sorted(set(finite.astype(np.int64).tolist()) - set(roi_label_values))
+        if finite.size != present.size:
+            problems.append(
+                f"case {case_id}: ROI {roi.name} holds NaN or inf values; save it as an integer label map."
+            )
+        elif non_integer.size:
             problems.append(
                 f"case {case_id}: ROI {roi.name} holds non-integer values {non_integer[:5].tolist()}; save it "
                 "as an integer label map."
