@@ -20,7 +20,8 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
 
 
-def _run(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
+def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
+    """Configure logging from --verbose/--quiet, run the job, and turn user mistakes into a one-line error."""
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
@@ -68,10 +69,63 @@ def _plan_and_preprocess(args: argparse.Namespace) -> None:
 def plan_and_preprocess_main(argv: Sequence[str] | None = None) -> int:
     """`uc_plan_and_preprocess DATA -t ID [-tf N] [-no_pp]`."""
     args = plan_and_preprocess_parser().parse_args(argv)
-    return _run(args, _plan_and_preprocess)
+    return run_command(args, _plan_and_preprocess)
 
 
-COMMANDS = {"plan_and_preprocess": plan_and_preprocess_main}
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_train DATA 3d_fullres ClassifierTrainer TASK FOLD [options]`."""
+    from universalclassifier.training.run_training import main
+
+    return main(argv)
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uc_predict",
+        description="Predict every case of a flat folder (CASE_XXXX.<ext> images, CASE.<ext> ROIs) with the trained "
+        "ensemble in DATA/trained_models; writes OUT/CASE.json per case and OUT/summary.csv.",
+    )
+    parser.add_argument("data_root", help="data root holding trained_models/ (or a trained_models folder itself)")
+    parser.add_argument("-i", "--input", required=True, help="folder with the cases' images")
+    parser.add_argument("-o", "--output", required=True, help="folder for the results")
+    parser.add_argument("-s", "--seg", default=None, help="folder with the ROI segmentations (models trained with ROIs)")
+    parser.add_argument("-t", "--task", default=None, help="task id or name (needed when several tasks are trained)")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
+    parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
+    parser.add_argument("--overwrite_existing", action="store_true", help="predict cases whose JSON already exists")
+    _add_common_options(parser)
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from universalclassifier.inference.predict_folder import predict_folder
+
+    root = Path(args.data_root)
+    artifact = root / "trained_models" if (root / "trained_models").is_dir() else root
+    failed = predict_folder(
+        artifact,
+        Path(args.input),
+        Path(args.output),
+        None if args.seg is None else Path(args.seg),
+        task=args.task,
+        folds=args.folds,
+        tta=args.tta,
+        overwrite=args.overwrite_existing,
+        show_progress=not args.quiet,
+    )
+    if failed:
+        raise UserInputError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the log above).")
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_predict DATA -i IN -o OUT [-s SEG] [-t ID] [-f 0 1 2 3 4] [--tta] [--overwrite_existing]`."""
+    args = predict_parser().parse_args(argv)
+    return run_command(args, _predict)
+
+
+COMMANDS = {"plan_and_preprocess": plan_and_preprocess_main, "train": train_main, "predict": predict_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,8 +20,13 @@ def _raw_parents(data_root: Path) -> list[Path]:
     return [data_root / "raw" / "nnUNet_raw_data", data_root / "raw"]
 
 
+def _task_parents(data_root: Path) -> list[Path]:
+    """Where task folders are looked up: the raw layouts, then preprocessed (raw data may have been moved)."""
+    return _raw_parents(data_root) + [data_root / "preprocessed"]
+
+
 def task_name_from_id(data_root: Path, task: str | int) -> str:
-    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw`."""
+    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw` (or preprocessed)."""
     text = str(task).strip()
     if _TASK_PATTERN.match(text):
         wanted = lambda name: name == text  # noqa: E731
@@ -31,7 +36,7 @@ def task_name_from_id(data_root: Path, task: str | int) -> str:
     else:
         raise UserInputError(f"Task '{task}' is neither a task id (e.g. 1) nor a task name (e.g. Task001_Name).")
     found = sorted(
-        {p.name for parent in _raw_parents(data_root) if parent.is_dir() for p in parent.iterdir() if p.is_dir() and wanted(p.name)}
+        {p.name for parent in _task_parents(data_root) if parent.is_dir() for p in parent.iterdir() if p.is_dir() and wanted(p.name)}
     )
     if not found:
         searched = " and ".join(str(p) for p in _raw_parents(data_root))

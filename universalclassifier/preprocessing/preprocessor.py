@@ -100,13 +100,18 @@ def preprocess_case(
     """
     if len(image_files) != plans.num_modalities:
         raise UserInputError(
-            f"case {case_id}: got {len(image_files)} image file(s) but the plans expect {plans.num_modalities} "
-            f"modalities {plans.modalities}, in that order."
+            f"case {case_id}: got {len(image_files)} image file(s) but the model expects {plans.num_modalities}: one "
+            f"per modality {plans.modalities}, in that order."
         )
     if plans.uses_roi and roi_file is None:
-        raise UserInputError(f"case {case_id}: this task was planned with ROI segmentations; give the ROI file too.")
+        raise UserInputError(
+            f"case {case_id}: the model was trained with ROI segmentations; give the case's ROI file "
+            "(roi_segmentation_file in predict(), -s for uc_predict.sh)."
+        )
     if not plans.uses_roi and roi_file is not None:
-        raise UserInputError(f"case {case_id}: this task was planned without ROI segmentations; do not give one.")
+        raise UserInputError(
+            f"case {case_id}: the model was trained without ROI segmentations; do not give an ROI file."
+        )
     case = load_and_crop(case_id, image_files, roi_file)
     axes = list(plans.transpose_forward)
     data = case.data.transpose([0] + [a + 1 for a in axes])
@@ -146,10 +151,13 @@ def preprocess_case(
     return np.ascontiguousarray(stacked, dtype=np.float32), properties
 
 
+def roi_to_unit_interval(roi: np.ndarray, num_roi_classes: int) -> np.ndarray:
+    """The ROI as network input: values below 0 (outside the body) become 0, then divide by the class count."""
+    return (np.maximum(roi, 0) / np.float32(num_roi_classes)).astype(np.float32)
+
+
 def to_network_input(array: np.ndarray, num_roi_classes: int) -> np.ndarray:
-    """Map a preprocessed array's ROI channel (last) into [0, 1): -1 becomes 0, then divide by the class count."""
+    """A preprocessed array (ROI label map last) with its ROI channel mapped into [0, 1); the input is not modified."""
     result = np.array(array, dtype=np.float32, copy=True)
-    roi = result[-1]
-    roi[roi < 0] = 0
-    roi /= float(num_roi_classes)
+    result[-1] = roi_to_unit_interval(result[-1], num_roi_classes)
     return result

@@ -52,6 +52,16 @@ def _json_safe(value: object) -> object:
     return value
 
 
+def macro_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None:
+    """AUC of value 1 for a binary head, the mean defined one-vs-rest AUC otherwise; None if undefined (no logging)."""
+    y = np.asarray(targets, dtype=np.int64).reshape(-1)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.shape[1] == 2:
+        return _one_vs_rest_auc(y == 1, p[:, 1])
+    defined = [a for v in range(p.shape[1]) if (a := _one_vs_rest_auc(y == v, p[:, v])) is not None]
+    return float(np.mean(defined)) if defined else None
+
+
 def head_metrics(targets: Sequence[int], probabilities: np.ndarray, num_values: int, *, name: str = "head") -> dict:
     """Metrics of one head; `probabilities` has shape (N, num_values), the prediction is its argmax.
 

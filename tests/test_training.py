@@ -1,0 +1,152 @@
+"""Training end to end on a tiny generated task: outputs, resume, validation-only, errors and DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, run_script
+from universalclassifier.paths import TaskPaths
+from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+from universalclassifier.plans import Plans
+from universalclassifier.synthetic import generate_task
+from universalclassifier.training.trainer import poly_lr, summed_cross_entropy
+
+QUICK = ["--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1", "--num_workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> TaskPaths:
+    root = tmp_path_factory.mktemp("train")
+    generate_task(root, 5, "Train", num_cases=10, with_roi=True, base_size=(10, 40, 40), spacing=(2.0, 1.0, 1.0), seed=3)
+    plan_and_preprocess(root, 5, num_workers=1, show_progress=False)
+    return TaskPaths.find(root, 5)
+
+
+@pytest.fixture(scope="module")
+def trained(task) -> Path:
+    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", *QUICK)
+    assert result.returncode == 0, result.stderr
+    return task.trainer_folder() / "fold_0"
+
+
+def _png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_poly_learning_rate_and_summed_loss():
+    assert poly_lr(0, 200) == pytest.approx(1e-2)
+    assert poly_lr(100, 200) == pytest.approx(1e-2 * 0.5**0.9)
+    assert poly_lr(199, 200) == pytest.approx(1e-2 * (1 / 200) ** 0.9)
+    logits = [torch.zeros(2, 2), torch.zeros(2, 3)]
+    loss = summed_cross_entropy(logits, torch.tensor([[0, 2], [1, 1]]))
+    assert float(loss) == pytest.approx(np.log(2) + np.log(3))
+
+
+def test_training_writes_the_model_folder(task, trained):
+    assert Plans.load(trained.parent / "plans.json") == Plans.load(task.plans_file)
+    splits = json.loads(task.splits_file.read_text())
+    val_ids = splits[0]["val"]
+    assert len(splits) == 5 and sorted(sum((s["val"] for s in splits), [])) == [f"case_{i:04d}" for i in range(10)]
+    for name in ("model_latest.model", "model_best.model", "model_final_checkpoint.model"):
+        tensors = torch.load(trained / name, weights_only=True)
+        assert "network" in tensors and any(k.startswith("heads") or "head" in k for k in tensors["network"])
+        metadata = json.loads((trained / f"{name}.json").read_text())
+        assert metadata["head_names"] == ["lesion_contrast", "lesion_size"] and metadata["head_sizes"] == [2, 3]
+    assert "optimizer" in torch.load(trained / "model_latest.model", weights_only=True)
+    final = json.loads((trained / "model_final_checkpoint.model.json").read_text())
+    assert final["epoch"] == 2 and len(final["log"]["train_loss"]) == 2 and final["world_size"] == 1
+    assert final["log"]["lr"] == pytest.approx([1e-2, 1e-2 * 0.5**0.9])
+    log_text = (trained / "training_log.txt").read_text()
+    assert "epoch 1/2" in log_text and "epoch 2/2" in log_text and "Validation of" in log_text
+    assert _png(trained / "progress.png")
+
+    validation = trained / "validation"
+    rows = (validation / "predictions.csv").read_text().strip().splitlines()
+    assert rows[0].split(",") == ["case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1",
+                                  "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2"]
+    assert sorted(r.split(",")[0] for r in rows[1:]) == sorted(val_ids)
+    predictions = json.loads((validation / "predictions.json").read_text())
+    for case in predictions.values():
+        assert len(case["lesion_size"]["probabilities"]) == 3
+        assert sum(case["lesion_size"]["probabilities"]) == pytest.approx(1, abs=1e-5)
+    summary = json.loads((validation / "summary.json").read_text())["heads"]
+    assert set(summary["lesion_contrast"]) >= {"auc", "accuracy", "balanced_accuracy", "confusion_matrix"}
+    assert "auc_per_value" in summary["lesion_size"] and len(summary["lesion_size"]["confusion_matrix"]) == 3
+    assert sum(map(sum, summary["lesion_contrast"]["confusion_matrix"])) == len(val_ids)
+    assert _png(validation / "roc_lesion_contrast.png") and _png(validation / "roc_lesion_size.png")
+
+
+def test_continue_training_resumes_from_latest(task, trained):
+    before = json.loads((trained / "model_latest.model.json").read_text())
+    args = [str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "-c", *QUICK]
+    args[args.index("--max_num_epochs") + 1] = "3"
+    result = run_script("uc_train.sh", *args)
+    assert result.returncode == 0, result.stderr
+    after = json.loads((trained / "model_latest.model.json").read_text())
+    assert after["epoch"] == 3
+    assert after["log"]["train_loss"][:2] == before["log"]["train_loss"]
+    assert after["log"]["lr"][2] == pytest.approx(1e-2 * (1 - 2 / 3) ** 0.9)
+    assert "Loaded" in (trained / "training_log.txt").read_text()
+
+
+def test_validation_only_recomputes_validation(task, trained):
+    validation = trained / "validation"
+    expected = json.loads((validation / "predictions.json").read_text())
+    shutil.rmtree(validation)
+    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "--validation_only")
+    assert result.returncode == 0, result.stderr
+    got = json.loads((validation / "predictions.json").read_text())
+    assert got.keys() == expected.keys()
+    for case in got:
+        np.testing.assert_allclose(got[case]["lesion_size"]["probabilities"], expected[case]["lesion_size"]["probabilities"], atol=1e-5)
+    assert (validation / "summary.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["2d", "ClassifierTrainer", "5", "0"], "Unknown network '2d'"),
+        (["3d_fullres", "nnUNetTrainerV2", "5", "0"], "Unknown trainer 'nnUNetTrainerV2'"),
+        (["3d_fullres", "ClassifierTrainer", "5", "x"], "Fold 'x' is not valid"),
+        (["3d_fullres", "ClassifierTrainer", "5", "7"], "Fold 7 does not exist"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(task, args, message):
+    result = run_script("uc_train.sh", str(task.data_root), *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_preprocessed_data_says_what_to_run(tmp_path):
+    generate_task(tmp_path, 6, "NotPlanned", num_cases=6, base_size=(8, 12, 12))
+    result = run_script("uc_train.sh", str(tmp_path), "3d_fullres", "ClassifierTrainer", "6", "0")
+    assert result.returncode == 2 and "uc_plan_and_preprocess.sh" in result.stderr
+
+
+def test_validation_only_without_training_says_so(task):
+    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "3", "--validation_only")
+    assert result.returncode == 2 and "train this fold first" in result.stderr
+
+
+def test_ddp_with_two_cpu_processes_keeps_weights_identical(task):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        "-m", "universalclassifier.training.run_training", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5",
+        "all", "--max_num_epochs", "1", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1",
+        "--num_workers", "0", "--quiet",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((task.trainer_folder() / "all" / "model_final_checkpoint.model.json").read_text())
+    assert metadata["world_size"] == 2
+    assert metadata["max_weight_difference_across_processes"] == 0.0
+    assert (task.trainer_folder() / "all" / "validation" / "summary.json").is_file()

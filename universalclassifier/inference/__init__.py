@@ -1,0 +1,1 @@
+"""Inference: the predictor (artifact → probabilities), predict(), and folder prediction."""

@@ -1,0 +1,107 @@
+"""Predict every case of a flat folder (`uc_predict.sh`): one JSON per case and a summary.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.errors import UserInputError
+from universalclassifier.inference.predict import get_predictor
+
+logger = logging.getLogger(__name__)
+
+_MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
+
+
+def find_cases(input_folder: Path, num_modalities: int) -> dict[str, list[Path]]:
+    """Group `CASE_XXXX.<ext>` files by case; every case must have modalities 0..num_modalities-1."""
+    if not input_folder.is_dir():
+        raise UserInputError(f"Input folder {input_folder} does not exist.")
+    found: dict[str, dict[int, Path]] = defaultdict(dict)
+    for path in sorted(input_folder.iterdir()):
+        stem, ext = split_extension(path)
+        match = _MODALITY_SUFFIX.match(stem)
+        if ext and match:
+            found[match.group("case")][int(match.group("modality"))] = path
+    if not found:
+        raise UserInputError(f"{input_folder} holds no image named CASE_XXXX.<ext> (XXXX = modality index, e.g. 0000).")
+    problems = [
+        f"case {case}: has modalities {sorted(files)}, expected {list(range(num_modalities))}"
+        for case, files in found.items()
+        if sorted(files) != list(range(num_modalities))
+    ]
+    if problems:
+        raise UserInputError(f"Input folder {input_folder} does not match the model: " + "; ".join(problems))
+    return {case: [files[m] for m in range(num_modalities)] for case, files in sorted(found.items())}
+
+
+def find_roi(roi_folder: Path, case_id: str) -> Path:
+    """The ROI file `CASE.<ext>` of a case."""
+    matches = [p for p in roi_folder.iterdir() if split_extension(p)[1] and split_extension(p)[0] == case_id]
+    if not matches:
+        raise UserInputError(f"case {case_id}: no ROI file {case_id}.<ext> in {roi_folder}.")
+    return matches[0]
+
+
+def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: list[int]) -> list:
+    row: list = [case_id]
+    for name, size in zip(head_names, head_sizes):
+        value = result[name]
+        row += [f"{value:.6f}"] if size == 2 else [f"{v:.6f}" for v in value]
+    return row
+
+
+def predict_folder(
+    artifact_path: Path,
+    input_folder: Path,
+    output_folder: Path,
+    roi_folder: Path | None = None,
+    task: str | int | None = None,
+    folds: list[int | str] | None = None,
+    tta: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> list[str]:
+    """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed."""
+    predictor = get_predictor(artifact_path, folds, task)
+    plans = predictor.plans
+    if plans.uses_roi and roi_folder is None:
+        raise UserInputError("This model was trained with ROI segmentations: pass the ROI folder with -s.")
+    if not plans.uses_roi and roi_folder is not None:
+        raise UserInputError("This model was trained without ROI segmentations: drop -s.")
+    cases = find_cases(Path(input_folder), plans.num_modalities)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for case_id, files in tqdm(cases.items(), desc="Predicting", unit="case", disable=not show_progress):
+        out_file = output_folder / f"{case_id}.json"
+        if out_file.is_file() and not overwrite:
+            logger.debug("case %s: %s exists, skipped", case_id, out_file)
+            continue
+        try:
+            roi = find_roi(roi_folder, case_id) if roi_folder is not None else None
+            outputs = predictor.predict_case(files, roi, tta=tta, case_id=case_id)
+        except (ValueError, RuntimeError, OSError) as exc:  # report the case, go on with the others
+            logger.error("case %s failed: %s", case_id, exc)
+            failed.append(case_id)
+            continue
+        result = {"case_id": case_id, **dict(zip(plans.head_names, outputs))}
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    header = ["case_id"]
+    for name, size in zip(plans.head_names, plans.head_sizes):
+        header += [name] if size == 2 else [f"{name}_p{v}" for v in range(size)]
+    with open(output_folder / "summary.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for case_id in cases:
+            out_file = output_folder / f"{case_id}.json"
+            if out_file.is_file():
+                writer.writerow(_result_row(case_id, json.loads(out_file.read_text()), plans.head_names, plans.head_sizes))
+    logger.info("Predicted %d case(s) into %s (%d failed)", len(cases) - len(failed), output_folder, len(failed))
+    return failed

@@ -1,0 +1,88 @@
+"""The predictor: loads every trained fold of an artifact once and turns one case's files into probabilities."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from universalclassifier.artifact import find_fold_folders, find_trainer_folder, load_network_weights, load_plans
+from universalclassifier.errors import UserInputError
+from universalclassifier.network.i3d import build_network
+from universalclassifier.preprocessing.preprocessor import preprocess_case, to_network_input
+
+logger = logging.getLogger(__name__)
+
+
+def choose_device(device: str | torch.device | None) -> torch.device:
+    """The given device, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Predictor:
+    """An ensemble of the trained folds of one task, ready to classify cases."""
+
+    def __init__(
+        self,
+        artifact_path: Path | str,
+        folds: Sequence[int | str] | None = None,
+        task: str | int | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.trainer_folder = find_trainer_folder(artifact_path, task)
+        self.plans = load_plans(self.trainer_folder)
+        self.fold_folders = find_fold_folders(self.trainer_folder, None if folds is None else list(folds))
+        self.device = choose_device(device)
+        self.networks = []
+        for folder in self.fold_folders:
+            network = build_network(self.plans.num_modalities + 1, self.plans.head_sizes)
+            network.load_state_dict(load_network_weights(folder, self.device))
+            self.networks.append(network.to(self.device).eval())
+        logger.info(
+            "Loaded %s: %d fold(s) %s on %s",
+            self.trainer_folder.parent.name,
+            len(self.networks),
+            [f.name for f in self.fold_folders],
+            self.device,
+        )
+
+    @staticmethod
+    def check_files(image_files: Sequence[Path | str], roi_file: Path | str | None) -> None:
+        """Refuse a single path instead of a list, and missing files, before any work."""
+        if isinstance(image_files, (str, Path)):
+            raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
+        for path in [*image_files, *([roi_file] if roi_file is not None else [])]:
+            if not Path(path).is_file():
+                raise UserInputError(f"Input file {path} does not exist.")
+
+    @torch.no_grad()
+    def probabilities(self, network_input: np.ndarray, tta: bool = False) -> list[np.ndarray]:
+        """Softmax per head averaged over folds (and mirrorings with `tta`) for one (C, Z, Y, X) network input."""
+        batch = torch.from_numpy(network_input[None]).to(self.device)
+        flips = [()] if not tta else [axes for r in range(4) for axes in itertools.combinations((2, 3, 4), r)]
+        sums = [torch.zeros(size, dtype=torch.float64, device=self.device) for size in self.plans.head_sizes]
+        use_amp = self.device.type == "cuda"
+        for network in self.networks:
+            for axes in flips:
+                x = torch.flip(batch, axes) if axes else batch
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                    outputs = network(x)
+                for total, logits in zip(sums, outputs):
+                    total += torch.softmax(logits.float(), dim=1)[0].double()
+        count = len(self.networks) * len(flips)
+        return [(total / count).cpu().numpy() for total in sums]
+
+    def predict_case(
+        self, image_files: Sequence[Path | str], roi_file: Path | str | None = None, tta: bool = False, case_id: str = "case"
+    ) -> list[float | list[float]]:
+        """The predict() contract for one case: per head a float (binary) or a list of probabilities."""
+        self.check_files(image_files, roi_file)
+        array, _ = preprocess_case(case_id, [Path(p) for p in image_files], None if roi_file is None else Path(roi_file), self.plans)
+        per_head = self.probabilities(to_network_input(array, self.plans.num_roi_classes), tta)
+        return [float(p[1]) if len(p) == 2 else [float(v) for v in p] for p in per_head]

@@ -1,0 +1,88 @@
+"""Random batches of preprocessed training cases, read from memory-mapped .npy arrays."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
+
+logger = logging.getLogger(__name__)
+
+
+class CaseBatchLoader(SlimDataLoaderBase):
+    """Draw batches of whole cases uniformly at random, with replacement, from preprocessed arrays.
+
+    Each array is ``(num_modalities + 1, *image_size)`` float32 with the ROI label map as its last channel; all
+    arrays must share one shape. Sampling uses the global ``np.random``, which batchgenerators' augmenters seed
+    per worker. Arrays are memory-mapped and only the drawn cases are copied.
+    """
+
+    def __init__(
+        self,
+        array_files: Sequence[Path],
+        targets: np.ndarray,
+        batch_size: int,
+        case_ids: Sequence[str] | None = None,
+    ) -> None:
+        files = [Path(f) for f in array_files]
+        if not files:
+            raise ValueError("CaseBatchLoader needs at least one case; got no array files.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        targets = np.asarray(targets)
+        if targets.ndim != 2:
+            raise ValueError(
+                f"targets must be a 2D array (num_cases, num_heads), got shape {targets.shape}."
+            )
+        if not np.issubdtype(targets.dtype, np.integer):
+            raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}.")
+        if len(targets) != len(files):
+            raise ValueError(f"Got {len(files)} array file(s) but {len(targets)} row(s) of targets; they must match.")
+        ids = [f.stem for f in files] if case_ids is None else [str(c) for c in case_ids]
+        if len(ids) != len(files):
+            raise ValueError(f"Got {len(files)} array file(s) but {len(ids)} case id(s); they must match.")
+        super().__init__(files, int(batch_size))
+        self.targets = targets.astype(np.int64)
+        self.case_ids = ids
+        self.array_shape = _common_shape(files)
+
+    def generate_train_batch(self) -> dict:
+        """Return one batch: image channels as "data", the ROI label map as "seg", "target" and case "keys"."""
+        indices = np.random.randint(0, len(self._data), size=self.batch_size)
+        data = np.empty((self.batch_size, self.array_shape[0] - 1, *self.array_shape[1:]), dtype=np.float32)
+        seg = np.empty((self.batch_size, 1, *self.array_shape[1:]), dtype=np.float32)
+        for slot, index in enumerate(indices):
+            array = np.load(self._data[index], mmap_mode="r")
+            data[slot] = array[:-1]
+            seg[slot, 0] = array[-1]
+        return {
+            "data": data,
+            "seg": seg,
+            "target": self.targets[indices],
+            "keys": [self.case_ids[i] for i in indices],
+        }
+
+
+def _common_shape(files: Sequence[Path]) -> tuple[int, ...]:
+    """The shape every array shares (headers only), refusing missing files and mismatched shapes."""
+    shape: tuple[int, ...] | None = None
+    for path in files:
+        try:
+            array = np.load(path, mmap_mode="r")
+        except FileNotFoundError as exc:
+            raise ValueError(f"Preprocessed array {path} does not exist; run plan & preprocess first.") from exc
+        if array.ndim < 2 or array.shape[0] < 2:
+            raise ValueError(
+                f"{path} has shape {array.shape}; expected (image channels + ROI channel, *image_size)."
+            )
+        if shape is None:
+            shape = array.shape
+        elif array.shape != shape:
+            raise ValueError(
+                f"{path} has shape {array.shape} but {files[0]} has {shape}; all cases must share one shape."
+            )
+    logger.debug("CaseBatchLoader: %d case(s) of shape %s", len(files), shape)
+    return shape

@@ -1,0 +1,401 @@
+"""ClassifierTrainer: trains one fold of the multi-head I3D classifier, validates it and writes its model folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from universalclassifier.errors import UserInputError
+from universalclassifier.network.i3d import build_network
+from universalclassifier.paths import PLANS_IDENTIFIER, TaskPaths
+from universalclassifier.plans import Plans
+from universalclassifier.preprocessing.preprocessor import to_network_input
+from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
+from universalclassifier.training.checkpoint import load_checkpoint, save_checkpoint
+from universalclassifier.training.distributed import DistributedContext, max_weight_difference
+from universalclassifier.training.metrics import macro_auc, plot_roc_curves, summarize_heads
+from universalclassifier.training.progress import plot_progress
+from universalclassifier.training.splits import fold_cases, load_or_create_splits
+
+logger = logging.getLogger(__name__)
+
+INITIAL_LR = 1e-2
+MOMENTUM = 0.99
+WEIGHT_DECAY = 3e-5
+POLY_EXPONENT = 0.9
+GRADIENT_CLIP = 12.0
+MOVING_AVERAGE_ALPHA = 0.9
+LATEST, BEST, FINAL = "model_latest.model", "model_best.model", "model_final_checkpoint.model"
+
+
+def default_num_workers() -> int:
+    """Augmentation worker processes: the CPU count, capped at 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def poly_lr(epoch: int, max_epochs: int, initial_lr: float = INITIAL_LR, exponent: float = POLY_EXPONENT) -> float:
+    """Polynomial decay: initial_lr * (1 - epoch / max_epochs) ** exponent."""
+    return initial_lr * (1 - epoch / max_epochs) ** exponent
+
+
+@dataclass
+class TrainingOptions:
+    """What the command line can change about a training run."""
+
+    max_num_epochs: int = 200
+    num_batches_per_epoch: int = 250
+    num_val_batches_per_epoch: int = 50
+    num_workers: int = field(default_factory=default_num_workers)
+    seed: int = 12345
+    fp32: bool = False
+    save_every: int = 5
+    show_progress: bool = True
+
+    def check(self) -> None:
+        for name in ("max_num_epochs", "num_batches_per_epoch", "num_val_batches_per_epoch", "save_every"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
+        if self.num_workers < 0:
+            raise UserInputError(f"--num_workers must be 0 or more (got {self.num_workers}).")
+
+
+def fold_folder_name(fold: int | str) -> str:
+    """`fold_0` ... `fold_4`, or `all`."""
+    return "all" if str(fold) == "all" else f"fold_{int(fold)}"
+
+
+def _format_auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def summed_cross_entropy(outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Sum over heads of the cross-entropy of head i's logits against target[:, i]."""
+    return sum(F.cross_entropy(logits.float(), target[:, i]) for i, logits in enumerate(outputs))
+
+
+class ClassifierTrainer:
+    """One fold of training: data, network, optimizer, checkpoints, logs and validation."""
+
+    def __init__(
+        self,
+        paths: TaskPaths,
+        fold: int | str,
+        options: TrainingOptions,
+        plans_identifier: str = PLANS_IDENTIFIER,
+        context: DistributedContext | None = None,
+    ) -> None:
+        options.check()
+        self.paths = paths
+        self.fold = fold
+        self.options = options
+        self.context = context or DistributedContext()
+        self.plans = self._load_plans()
+        self.output_folder = paths.trainer_folder(plans_identifier) / fold_folder_name(fold)
+        self.plans_identifier = plans_identifier
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", self.context.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        self.use_amp = self.device.type == "cuda" and not options.fp32
+        self.case_targets = self._read_case_targets()
+        self.train_ids, self.val_ids = self._split()
+        self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
+        torch.manual_seed(options.seed)
+        self.network = build_network(self.plans.num_modalities + 1, self.plans.head_sizes).to(self.device)
+        self.model = (
+            DistributedDataParallel(self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.context.enabled
+            else self.network
+        )
+        self.optimizer = torch.optim.SGD(
+            self.network.parameters(), lr=INITIAL_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, nesterov=True
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0
+        self.log: dict = {
+            "train_loss": [], "val_loss": [], "val_loss_ma": [], "lr": [], "epoch_seconds": [],
+            "data_wait_seconds": [], "val_auc": {head: [] for head in self.plans.head_names},
+        }
+        self.best_val_loss_ma = math.inf
+        self.best_epoch: int | None = None
+        self.max_weight_difference: float | None = None
+
+    # ----------------------------------------------------------------- set-up
+    def _load_plans(self) -> Plans:
+        if not self.paths.plans_file.is_file() or not self.paths.stage_folder.is_dir():
+            raise UserInputError(
+                f"No preprocessed data for {self.paths.task_name} in {self.paths.preprocessed}; run "
+                f"'bash uc_plan_and_preprocess.sh {self.paths.data_root} -t {self.paths.task_name}' first."
+            )
+        return Plans.load(self.paths.plans_file)
+
+    def _read_case_targets(self) -> dict[str, list[int]]:
+        targets = {}
+        for properties_file in sorted(self.paths.stage_folder.glob("*.json")):
+            case_id = properties_file.stem
+            if not (self.paths.stage_folder / f"{case_id}.npy").is_file():
+                continue
+            values = json.loads(properties_file.read_text())["classification_targets"]
+            targets[case_id] = [int(values[head]) for head in self.plans.head_names]
+        if not targets:
+            raise UserInputError(
+                f"{self.paths.stage_folder} holds no preprocessed cases; re-run uc_plan_and_preprocess.sh without -no_pp."
+            )
+        return targets
+
+    def _split(self) -> tuple[list[str], list[str]]:
+        case_ids = sorted(self.case_targets)
+        per_head = {head: [self.case_targets[c][i] for c in case_ids] for i, head in enumerate(self.plans.head_names)}
+        if self.context.is_main:
+            splits = load_or_create_splits(self.paths.splits_file, case_ids, per_head)
+        self.context.barrier()
+        if not self.context.is_main:
+            splits = load_or_create_splits(self.paths.splits_file, case_ids, per_head)
+        train, val = fold_cases(splits, self.fold, case_ids)
+        logger.info("Fold %s: %d training and %d validation cases", self.fold, len(train), len(val))
+        return train, val
+
+    def _array_file(self, case_id: str) -> Path:
+        return self.paths.stage_folder / f"{case_id}.npy"
+
+    def _batches(self, case_ids: list[str], train: bool) -> BatchGenerator:
+        targets = np.array([self.case_targets[c] for c in case_ids], dtype=np.int64)
+        return make_batch_generator(
+            [self._array_file(c) for c in case_ids],
+            targets,
+            self.plans,
+            self.batch_size,
+            train=train,
+            num_workers=self.options.num_workers if train else 0,
+            seed=self.options.seed + 1000 * self.context.rank + (0 if train else 500) + self.epoch,
+            case_ids=case_ids,
+        )
+
+    # ----------------------------------------------------------- checkpoints
+    def _metadata(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "fold": str(self.fold),
+            "task_name": self.paths.task_name,
+            "plans_identifier": self.plans_identifier,
+            "network": "I3D",
+            "num_input_channels": self.plans.num_modalities + 1,
+            "head_names": self.plans.head_names,
+            "head_sizes": self.plans.head_sizes,
+            "batch_size_per_process": self.batch_size,
+            "world_size": self.context.world_size,
+            "max_weight_difference_across_processes": self.max_weight_difference,
+            "mixed_precision": self.use_amp,
+            "options": asdict(self.options),
+            "best_val_loss_ma": None if math.isinf(self.best_val_loss_ma) else self.best_val_loss_ma,
+            "best_epoch": self.best_epoch,
+            "log": self.log,
+        }
+
+    def save(self, name: str, with_optimizer: bool) -> None:
+        """Write a checkpoint into the fold folder (rank 0 only)."""
+        if not self.context.is_main:
+            return
+        tensors = {"network": self.network.state_dict()}
+        if with_optimizer:
+            tensors["optimizer"] = self.optimizer.state_dict()
+            tensors["grad_scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.output_folder / name, tensors, self._metadata())
+
+    def load(self, name: str, with_optimizer: bool) -> None:
+        """Restore network (and optimizer, scaler, epoch, logs, best-metric state) from a checkpoint."""
+        path = self.output_folder / name
+        if not path.is_file():
+            raise UserInputError(f"No checkpoint {path}; train this fold first (without -c / --validation_only).")
+        tensors, metadata = load_checkpoint(path, self.device)
+        self.network.load_state_dict(tensors["network"])
+        self.epoch = int(metadata["epoch"])
+        if with_optimizer:
+            self.optimizer.load_state_dict(tensors["optimizer"])
+            if tensors.get("grad_scaler"):
+                self.scaler.load_state_dict(tensors["grad_scaler"])
+            self.log = metadata["log"]
+            self.best_epoch = metadata["best_epoch"]
+            best = metadata["best_val_loss_ma"]
+            self.best_val_loss_ma = math.inf if best is None else float(best)
+        logger.info("Loaded %s (epoch %s)", path, metadata["epoch"])
+
+    # -------------------------------------------------------------- training
+    def _train_step(self, batch: dict) -> float:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            loss = summed_cross_entropy(self.model(data), target)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), GRADIENT_CLIP)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _predict_batch(self, data: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            return [logits.float() for logits in self.network(data.to(self.device, non_blocking=True))]
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if not self.context.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor.item()) / self.context.world_size
+
+    def _run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
+        start = time.perf_counter()
+        lr = poly_lr(self.epoch, self.options.max_num_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        losses, waited = [], 0.0
+        steps = tqdm(
+            range(self.options.num_batches_per_epoch),
+            desc=f"epoch {self.epoch + 1}/{self.options.max_num_epochs}",
+            leave=False,
+            disable=not (self.options.show_progress and self.context.is_main),
+        )
+        for _ in steps:
+            fetch = time.perf_counter()
+            batch = next(train_batches)
+            waited += time.perf_counter() - fetch
+            losses.append(self._train_step(batch))
+            steps.set_postfix(loss=f"{losses[-1]:.3f}")
+        self.network.eval()
+        val_losses, probabilities, targets = [], [[] for _ in self.plans.head_names], []
+        for _ in range(self.options.num_val_batches_per_epoch):
+            batch = next(val_batches)
+            outputs = self._predict_batch(batch["data"])
+            target = batch["target"].to(self.device)
+            val_losses.append(float(summed_cross_entropy(outputs, target)))
+            for i, logits in enumerate(outputs):
+                probabilities[i].append(torch.softmax(logits, dim=1).cpu().numpy())
+            targets.append(batch["target"].numpy())
+        all_targets = np.concatenate(targets)
+        train_loss = self._mean_over_ranks(float(np.mean(losses)))
+        val_loss = self._mean_over_ranks(float(np.mean(val_losses)))
+        previous = self.log["val_loss_ma"][-1] if self.log["val_loss_ma"] else val_loss
+        moving_average = MOVING_AVERAGE_ALPHA * previous + (1 - MOVING_AVERAGE_ALPHA) * val_loss
+        self.log["train_loss"].append(train_loss)
+        self.log["val_loss"].append(val_loss)
+        self.log["val_loss_ma"].append(moving_average)
+        self.log["lr"].append(lr)
+        for i, head in enumerate(self.plans.head_names):
+            self.log["val_auc"][head].append(macro_auc(all_targets[:, i], np.concatenate(probabilities[i])))
+        self.log["data_wait_seconds"].append(waited)
+        self.epoch += 1
+        self.log["epoch_seconds"].append(time.perf_counter() - start)
+        aucs = ", ".join(f"{head} {_format_auc(values[-1])}" for head, values in self.log["val_auc"].items())
+        logger.info(
+            "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f, %.1f s (waiting for data %.1f s)",
+            self.epoch, self.options.max_num_epochs, train_loss, val_loss, moving_average, aucs, lr,
+            self.log["epoch_seconds"][-1], waited,
+        )
+        if moving_average < self.best_val_loss_ma:
+            self.best_val_loss_ma, self.best_epoch = moving_average, self.epoch
+            self.save(BEST, with_optimizer=False)
+        if self.epoch % self.options.save_every == 0 or self.epoch == self.options.max_num_epochs:
+            self.save(LATEST, with_optimizer=True)
+        if self.context.is_main:
+            plot_progress(self.log, self.output_folder / "progress.png")
+
+    def run_training(self, resume: bool = False) -> None:
+        """Train until max_num_epochs (continuing from model_latest with `resume`), then validate the fold."""
+        if self.context.is_main:
+            self.output_folder.mkdir(parents=True, exist_ok=True)
+            self.plans.save(self.output_folder.parent / "plans.json")
+        if resume:
+            self.load(LATEST, with_optimizer=True)
+        logger.info(
+            "Training %s fold %s on %s (%s) for epochs %d..%d, %d batches of %d per epoch, %d worker(s), %d process(es)",
+            self.paths.task_name, self.fold, self.device, "fp16 mixed precision" if self.use_amp else "fp32",
+            self.epoch + 1, self.options.max_num_epochs, self.options.num_batches_per_epoch, self.batch_size,
+            self.options.num_workers, self.context.world_size,
+        )
+        train_batches = self._batches(self.train_ids, train=True)
+        val_batches = self._batches(self.val_ids, train=False)
+        try:
+            while self.epoch < self.options.max_num_epochs:
+                self._run_epoch(train_batches, val_batches)
+        finally:
+            train_batches.shutdown()
+            val_batches.shutdown()
+        self.max_weight_difference = max_weight_difference(self.network, self.context)
+        if self.max_weight_difference > 0:
+            raise RuntimeError(
+                f"Weights differ across the {self.context.world_size} processes by up to {self.max_weight_difference}."
+            )
+        self.save(FINAL, with_optimizer=False)
+        if self.context.is_main:
+            self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> dict:
+        """Predict every validation case as a whole image and write validation/ (predictions, summary, ROC plots)."""
+        self.network.eval()
+        probabilities: dict[str, list[np.ndarray]] = {head: [] for head in self.plans.head_names}
+        for case_id in tqdm(self.val_ids, desc="Validation", disable=not self.options.show_progress):
+            array = to_network_input(np.load(self._array_file(case_id)), self.plans.num_roi_classes)
+            outputs = self._predict_batch(torch.from_numpy(array[None]))
+            for head, logits in zip(self.plans.head_names, outputs):
+                probabilities[head].append(torch.softmax(logits, dim=1)[0].cpu().numpy())
+        stacked = {head: np.stack(values) for head, values in probabilities.items()}
+        targets = {
+            head: [self.case_targets[c][i] for c in self.val_ids] for i, head in enumerate(self.plans.head_names)
+        }
+        summary = summarize_heads(self.plans.head_names, self.plans.head_sizes, targets, stacked)
+        folder = self.output_folder / "validation"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_predictions(folder, stacked, targets)
+        (folder / "summary.json").write_text(json.dumps({"fold": str(self.fold), "epoch": self.epoch, "heads": summary}, indent=2) + "\n")
+        for head in self.plans.head_names:
+            plot_roc_curves(targets[head], stacked[head], f"{self.paths.task_name} {fold_folder_name(self.fold)}: {head}", folder / f"roc_{head}.png")
+        logger.info(
+            "Validation of %d cases: %s",
+            len(self.val_ids),
+            ", ".join(f"{h} AUC {_format_auc(m['auc'])} accuracy {m['accuracy']:.3f}" for h, m in summary.items()),
+        )
+        return summary
+
+    def _write_predictions(self, folder: Path, probabilities: dict[str, np.ndarray], targets: dict[str, list[int]]) -> None:
+        per_case = {
+            case_id: {
+                head: {"target": targets[head][n], "probabilities": probabilities[head][n].astype(float).tolist()}
+                for head in self.plans.head_names
+            }
+            for n, case_id in enumerate(self.val_ids)
+        }
+        (folder / "predictions.json").write_text(json.dumps(per_case, indent=2) + "\n")
+        header = ["case_id"]
+        for head, size in zip(self.plans.head_names, self.plans.head_sizes):
+            header += [f"{head}_target"] + [f"{head}_p{v}" for v in range(size)]
+        with open(folder / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for n, case_id in enumerate(self.val_ids):
+                row: list = [case_id]
+                for head in self.plans.head_names:
+                    row += [targets[head][n]] + [f"{p:.6f}" for p in probabilities[head][n]]
+                writer.writerow(row)
+
+    def validation_only(self) -> dict:
+        """Recompute validation/ from the final checkpoint."""
+        self.load(FINAL, with_optimizer=False)
+        return self.validate()
