@@ -3,7 +3,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test bench clean
+.PHONY: install test demo bench clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 test: install
 	$(PY) -m pytest -q
 
+demo: install
+	$(PY) -m universalclassifier.demo --output demo_output
+
 bench: install
 	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_predict.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) build dist .pytest_cache demo_output

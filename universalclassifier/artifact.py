@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TRAINER
 from universalclassifier.plans import Plans
+
+if TYPE_CHECKING:
+    import torch
 
 FINAL_CHECKPOINT = "model_final_checkpoint.model"
 _FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
@@ -42,6 +44,12 @@ def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None
     return candidates[0]
 
 
+def numbered_fold_folders(trainer_folder: Path) -> list[Path]:
+    """The `fold_N` folders of a trainer folder, in fold order."""
+    folders = [p for p in trainer_folder.iterdir() if p.is_dir() and _FOLD_PATTERN.match(p.name)]
+    return sorted(folders, key=lambda p: int(_FOLD_PATTERN.match(p.name).group(1)))
+
+
 def find_fold_folders(trainer_folder: Path, folds: list[int | str] | None = None) -> list[Path]:
     """Fold folders holding a final checkpoint: the requested folds, else fold_0..fold_N, else `all`."""
     if folds is not None:
@@ -50,10 +58,7 @@ def find_fold_folders(trainer_folder: Path, folds: list[int | str] | None = None
         if missing:
             raise UserInputError(f"{trainer_folder} has no trained {missing} (no {FINAL_CHECKPOINT}); train them or choose other folds.")
         return folders
-    numbered = sorted(
-        (p for p in trainer_folder.iterdir() if _FOLD_PATTERN.match(p.name) and (p / FINAL_CHECKPOINT).is_file()),
-        key=lambda p: int(_FOLD_PATTERN.match(p.name).group(1)),
-    )
+    numbered = [p for p in numbered_fold_folders(trainer_folder) if (p / FINAL_CHECKPOINT).is_file()]
     if numbered:
         return numbered
     if (trainer_folder / "all" / FINAL_CHECKPOINT).is_file():
@@ -66,7 +71,7 @@ def load_plans(trainer_folder: Path) -> Plans:
     return Plans.load(trainer_folder / "plans.json")
 
 
-def load_network_weights(fold_folder: Path, device: torch.device) -> dict[str, torch.Tensor]:
+def load_network_weights(fold_folder: Path, device: "torch.device") -> dict[str, "torch.Tensor"]:
     """The network state dict of a fold's final checkpoint, read with weights_only=True (never unpickles objects)."""
     from universalclassifier.training.checkpoint import CHECKPOINT_FORMAT_VERSION, load_checkpoint
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from tqdm.contrib.logging import logging_redirect_tqdm
+from tqdm import tqdm
 
 from universalclassifier.errors import UserInputError
 
@@ -20,13 +20,27 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
 
 
+class _ProgressBarFriendlyHandler(logging.Handler):
+    """Writes log lines to stderr through tqdm, so that they do not break a progress bar in flight."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
 def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
     """Configure logging from --verbose/--quiet, run the job, and turn user mistakes into a one-line error."""
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    console = _ProgressBarFriendlyHandler()
+    console.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(console)
+    # the root level stays at INFO even with --quiet so that log files (e.g. training_log.txt) get every epoch
+    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        with logging_redirect_tqdm():
-            job(args)
+        job(args)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +139,47 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     return run_command(args, _predict)
 
 
-COMMANDS = {"plan_and_preprocess": plan_and_preprocess_main, "train": train_main, "predict": predict_main}
+def summarize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uc_summarize",
+        description="Pool the out-of-fold validation predictions of every trained fold of a task and write "
+        "cv_summary.json, cv_report.md and cv_plots/ next to the folds: AUC with a 95% bootstrap interval, "
+        "balanced accuracy, confusion matrix and calibration per head.",
+    )
+    parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
+    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument(
+        "--num_resamples", type=int, default=1000, metavar="N", help="bootstrap resamples for the AUC interval (default 1000)"
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def _summarize(args: argparse.Namespace) -> None:
+    from universalclassifier.evaluation.summarize import format_summary_table, summarize_cross_validation
+    from universalclassifier.paths import TaskPaths
+
+    if args.num_resamples < 1:
+        raise UserInputError(f"--num_resamples must be at least 1 (got {args.num_resamples}).")
+    trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder()
+    summary = summarize_cross_validation(trainer_folder, num_resamples=args.num_resamples)
+    logger.info(
+        "Cross-validation of %s over %s:\n%s", summary["task"], ", ".join(summary["folds"]), format_summary_table(summary)
+    )
+
+
+def summarize_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_summarize DATA -t ID [--num_resamples N]`."""
+    args = summarize_parser().parse_args(argv)
+    return run_command(args, _summarize)
+
+
+COMMANDS = {
+    "plan_and_preprocess": plan_and_preprocess_main,
+    "train": train_main,
+    "predict": predict_main,
+    "summarize": summarize_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 Triple = tuple[int, int, int]
 
 BATCH_NORM_EPS = 1e-3
-BATCH_NORM_MOMENTUM = 0.01
+# PyTorch's default: running statistics settle within tens of steps, which short training runs need
+BATCH_NORM_MOMENTUM = 0.1
 NUM_FEATURES = 1024
 
 # Branch widths of every Inception block: (1x1x1, 3x3x3 reduce, 3x3x3, 3x3x3 reduce, 3x3x3, pool projection).
@@ -200,7 +201,7 @@ class I3DClassifier(nn.Module):
 def build_network(num_input_channels: int, head_sizes: Sequence[int], dropout: float = 0.5) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels and label sizes."""
     network = I3DClassifier(num_input_channels, head_sizes, dropout=dropout)
-    logger.info(
+    logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %d parameters",
         network.in_channels,
         list(network.head_sizes),

@@ -127,7 +127,7 @@ class ClassifierTrainer:
         self.epoch = 0
         self.log: dict = {
             "train_loss": [], "val_loss": [], "val_loss_ma": [], "lr": [], "epoch_seconds": [],
-            "data_wait_seconds": [], "val_auc": {head: [] for head in self.plans.head_names},
+            "train_seconds": [], "data_wait_seconds": [], "val_auc": {head: [] for head in self.plans.head_names},
         }
         self.best_val_loss_ma = math.inf
         self.best_epoch: int | None = None
@@ -278,6 +278,7 @@ class ClassifierTrainer:
             waited += time.perf_counter() - fetch
             losses.append(self._train_step(batch))
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
+        train_seconds = time.perf_counter() - start
         self.network.eval()
         val_losses, probabilities, targets = [], [[] for _ in self.plans.head_names], []
         for _ in range(self.options.num_val_batches_per_epoch):
@@ -299,6 +300,7 @@ class ClassifierTrainer:
         self.log["lr"].append(lr)
         for i, head in enumerate(self.plans.head_names):
             self.log["val_auc"][head].append(macro_auc(all_targets[:, i], np.concatenate(probabilities[i])))
+        self.log["train_seconds"].append(train_seconds)
         self.log["data_wait_seconds"].append(waited)
         self.epoch += 1
         self.log["epoch_seconds"].append(time.perf_counter() - start)

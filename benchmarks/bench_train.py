@@ -1,0 +1,84 @@
+"""Benchmark training on a generated 2-head task: step time split into waiting for data vs compute, and learning.
+
+Speed (default): plans and preprocesses a generated task, trains fold 0 for `--epochs` short epochs at the planned
+batch size and reports, from the epochs after the first (warm-up), seconds per iteration, the share spent
+waiting for augmented batches, iterations per second and peak RSS over all processes.
+Learning (`--learn`): trains fold 0 with the given budget and reports the validation AUC of both heads.
+Prints one JSON object. Example: python benchmarks/bench_train.py --learn --epochs 20 --batches 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench_preprocess import run_and_watch
+from universalclassifier.paths import TaskPaths
+from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+from universalclassifier.synthetic import generate_task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=40)
+    parser.add_argument("--size", type=int, nargs=3, default=(24, 64, 64), metavar=("Z", "Y", "X"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=10, help="training batches per epoch")
+    parser.add_argument("--val_batches", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--learn", action="store_true", help="report validation AUCs of the trained fold")
+    parser.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        generate_task(root, 1, "BenchTrain", num_cases=args.cases, with_roi=True, base_size=args.size, seed=7)
+        plans = plan_and_preprocess(root, 1, num_workers=2, show_progress=False)
+        command = [
+            sys.executable, "-m", "universalclassifier.cli", "train", str(root), "3d_fullres", "ClassifierTrainer", "1", "0",
+            "--max_num_epochs", str(args.epochs), "--num_batches_per_epoch", str(args.batches),
+            "--num_val_batches_per_epoch", str(args.val_batches), "--num_workers", str(args.workers), "--quiet",
+        ] + (["--fp32"] if args.fp32 else [])
+        start = time.perf_counter()
+        wall, peak, code = run_and_watch(command)
+        if code:
+            raise SystemExit(f"training failed with exit code {code}")
+        fold = TaskPaths.find(root, 1).trainer_folder() / "fold_0"
+        metadata = json.loads((fold / "model_final_checkpoint.model.json").read_text())
+        summary = json.loads((fold / "validation" / "summary.json").read_text())["heads"]
+    log = metadata["log"]
+    measured = slice(1, None) if args.epochs > 1 else slice(None)
+    train_seconds = sum(log["train_seconds"][measured])
+    waited = sum(log["data_wait_seconds"][measured])
+    iterations = args.batches * len(log["train_seconds"][measured])
+    result = {
+        "benchmark": "train",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "mixed_precision": metadata["mixed_precision"],
+        "image_size": plans.image_size,
+        "batch_size": plans.batch_size,
+        "workers": args.workers,
+        "seconds_per_iteration": round(train_seconds / iterations, 3),
+        "data_wait_seconds_per_iteration": round(waited / iterations, 4),
+        "compute_seconds_per_iteration": round((train_seconds - waited) / iterations, 3),
+        "data_wait_fraction": round(waited / train_seconds, 4),
+        "iterations_per_second": round(iterations / train_seconds, 3),
+        "peak_rss_mb_all_processes": round(peak / 2**20, 1),
+        "wall_seconds_training_run": round(wall, 1),
+        "epochs": args.epochs,
+        "batches_per_epoch": args.batches,
+    }
+    if args.learn:
+        result["validation_auc"] = {head: metrics["auc"] for head, metrics in summary.items()}
+        result["validation_balanced_accuracy"] = {head: metrics["balanced_accuracy"] for head, metrics in summary.items()}
+        result["validation_cases"] = summary[next(iter(summary))]["num_cases"]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

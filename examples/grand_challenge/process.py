@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Grand-challenge algorithm entry point: classify the one case in /input and write one JSON per output.
+
+`task_config.json` maps the container's interfaces to the model:
+
+    {
+      "input_interfaces": ["ct-image"],                      # one per modality, in dataset.json order
+      "roi_segmentation_interface": "organ-segmentation",    # or null for a model trained without ROIs
+      "output_interfaces": ["lesion-contrast-likelihood", "lesion-size-likelihoods"]  # one per classification label
+    }
+
+Each image interface is read from `<input>/images/<interface>/` (exactly one image file there); each output is
+written as `<output>/<interface>.json`: the probability of value 1 for a binary label, else the list of
+per-value probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.errors import UserInputError
+
+logger = logging.getLogger("universalclassifier.grand_challenge")
+
+DEFAULT_INPUT = Path("/input")
+DEFAULT_OUTPUT = Path("/output")
+DEFAULT_ARTIFACT = Path("/opt/algorithm/artifact")
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "task_config.json"
+_CONFIG_KEYS = {"input_interfaces", "output_interfaces", "roi_segmentation_interface"}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which grand-challenge interfaces feed the model and receive its outputs."""
+
+    input_interfaces: list[str]
+    output_interfaces: list[str]
+    roi_segmentation_interface: str | None
+
+
+def _slug_list(config: dict, key: str, path: Path) -> list[str]:
+    value = config.get(key)
+    if not isinstance(value, list) or not value or not all(_is_slug(v) for v in value):
+        raise UserInputError(f"{path}: '{key}' must be a non-empty list of interface slugs (got {value!r}).")
+    if len(set(value)) != len(value):
+        raise UserInputError(f"{path}: '{key}' lists an interface twice: {value}.")
+    return value
+
+
+def _is_slug(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and "/" not in value and value not in (".", "..")
+
+
+def load_config(path: Path) -> TaskConfig:
+    """Read and check task_config.json."""
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"Task config {path} does not exist; pass it with --config.") from None
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"Task config {path} is not valid JSON: {exc}.") from None
+    if not isinstance(config, dict):
+        raise UserInputError(f"Task config {path} must hold a JSON object.")
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise UserInputError(f"{path}: unknown key(s) {unknown}; the keys are {sorted(_CONFIG_KEYS)}.")
+    roi = config.get("roi_segmentation_interface")
+    if roi is not None and not _is_slug(roi):
+        raise UserInputError(f"{path}: 'roi_segmentation_interface' must be an interface slug or null (got {roi!r}).")
+    return TaskConfig(_slug_list(config, "input_interfaces", path), _slug_list(config, "output_interfaces", path), roi)
+
+
+def find_interface_image(input_dir: Path, interface: str) -> Path:
+    """The single image file in `<input_dir>/images/<interface>/`."""
+    folder = input_dir / "images" / interface
+    if not folder.is_dir():
+        raise UserInputError(f"No folder {folder} for input interface '{interface}'.")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and split_extension(p)[1])
+    if len(images) != 1:
+        found = ", ".join(p.name for p in images) or "none"
+        raise UserInputError(f"Expected exactly one image file in {folder} for interface '{interface}', found {len(images)}: {found}.")
+    return images[0]
+
+
+def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) -> dict[str, float | list[float]]:
+    """Classify the case in `input_dir` and write one JSON per output interface; returns what was written."""
+    config = load_config(config_file)
+    images = [find_interface_image(input_dir, interface) for interface in config.input_interfaces]
+    roi = None
+    if config.roi_segmentation_interface is not None:
+        roi = find_interface_image(input_dir, config.roi_segmentation_interface)
+    logger.info("Inputs: %s; ROI: %s", [str(p) for p in images], roi)
+
+    from universalclassifier import predict
+
+    result = predict(artifact, images, roi)
+    if len(result) != len(config.output_interfaces):
+        raise UserInputError(
+            f"The model predicts {len(result)} classification label(s) but {config_file} lists "
+            f"{len(config.output_interfaces)} output interface(s) {config.output_interfaces}."
+        )
+    outputs = dict(zip(config.output_interfaces, result))
+    for interface, value in outputs.items():
+        target = output_dir / f"{interface}.json"
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(value) + "\n")
+        except OSError as exc:
+            raise UserInputError(f"Cannot write {target}: {exc.strerror or exc}.") from None
+        logger.info("Wrote %s: %s", target, value)
+    return outputs
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Grand-challenge entry point of a universalclassifier model.")
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"input folder (default {DEFAULT_INPUT})")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--artifact", type=Path, default=DEFAULT_ARTIFACT, help=f"trained_models folder (default {DEFAULT_ARTIFACT})"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="task_config.json (default: the one next to this script)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the algorithm; user and configuration mistakes end with a one-line message and exit code 2."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        run(args.input, args.output, args.artifact, args.config)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

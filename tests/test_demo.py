@@ -1,0 +1,28 @@
+"""The demo pipeline end to end at a tiny size."""
+
+from __future__ import annotations
+
+import json
+
+from universalclassifier.demo import DemoSettings, format_results, main, run_demo
+
+
+def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
+    settings = DemoSettings(num_cases=10, num_test=2, base_size=(8, 24, 24), epochs=1, batches_per_epoch=1, val_batches_per_epoch=1, num_workers=0)
+    result = run_demo(tmp_path / "demo", settings, show_progress=False)
+    folder = result["trainer_folder"]
+    assert sorted(p.name for p in folder.glob("fold_*")) == [f"fold_{i}" for i in range(5)]
+    summary = json.loads((folder / "cv_summary.json").read_text())
+    assert summary["num_cases"] == 10 and set(summary["heads"]) == {"lesion_contrast", "lesion_size"}
+    assert (folder / "cv_report.md").is_file() and len(list((folder / "cv_plots").glob("*.png"))) == 6
+    assert sorted(result["predictions"]) == ["case_0010", "case_0011"]
+    assert (result["predictions_folder"] / "summary.csv").is_file()
+    text = format_results(result)
+    assert "Cross-validation (10 cases" in text and "case_0010" in text and "cv_report.md" in text
+
+
+def test_demo_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("user data")
+    assert main(["--output", str(tmp_path), "--cases", "10", "--epochs", "1", "--batches", "1", "--quiet"]) == 2
+    assert "not a demo folder" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "user data"

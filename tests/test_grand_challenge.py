@@ -1,0 +1,118 @@
+"""examples/grand_challenge/process.py (the container entry point) on a tiny model trained in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from universalclassifier.errors import UserInputError
+from universalclassifier.paths import TaskPaths
+from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+from universalclassifier.synthetic import generate_task
+from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
+
+EXAMPLE = REPO / "examples" / "grand_challenge"
+PROCESS = EXAMPLE / "process.py"
+CONFIG = EXAMPLE / "task_config.json"
+TINY = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> TaskPaths:
+    root = tmp_path_factory.mktemp("gc_model")
+    generate_task(root, 21, "GcDemo", num_cases=6, base_size=(10, 24, 24), num_test=1, extension=".mha", seed=7)
+    plan_and_preprocess(root, 21, num_workers=1, show_progress=False)
+    paths = TaskPaths.find(root, 21)
+    ClassifierTrainer(paths, 0, TINY).run_training()
+    return paths
+
+
+@pytest.fixture
+def input_dir(model, tmp_path) -> Path:
+    """The grand-challenge input layout for the task's test case."""
+    folder = tmp_path / "input"
+    for interface, source in (
+        ("ct-image", model.raw / "imagesTs" / "case_0006_0000.mha"),
+        ("organ-segmentation", model.raw / "labelsTs" / "case_0006.mha"),
+    ):
+        (folder / "images" / interface).mkdir(parents=True)
+        shutil.copy(source, folder / "images" / interface / "1b2c3d4e-0000-4000-8000-000000000000.mha")
+    return folder
+
+
+def _process(model: TaskPaths, input_dir: Path, output_dir: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(PROCESS), "--input", str(input_dir), "--output", str(output_dir)]
+    command += ["--artifact", str(model.data_root / "trained_models"), "--config", str(CONFIG)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=input_dir.parent)
+
+
+def test_writes_one_json_per_output(model, input_dir, tmp_path):
+    result = _process(model, input_dir, tmp_path / "output")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["lesion-contrast-likelihood.json", "lesion-size-likelihoods.json"]
+    contrast = json.loads((tmp_path / "output" / "lesion-contrast-likelihood.json").read_text())
+    sizes = json.loads((tmp_path / "output" / "lesion-size-likelihoods.json").read_text())
+    assert isinstance(contrast, float) and 0 <= contrast <= 1
+    assert len(sizes) == 3 and all(isinstance(v, float) for v in sizes) and sum(sizes) == pytest.approx(1, abs=1e-6)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_interface_folder(model, input_dir, tmp_path):
+    shutil.rmtree(input_dir / "images" / "organ-segmentation")
+    result = _process(model, input_dir, tmp_path / "output")
+    _assert_one_line_error(result, "organ-segmentation", "No folder")
+    assert not (tmp_path / "output").exists()
+
+
+def test_two_files_in_one_interface_folder(model, input_dir, tmp_path):
+    folder = input_dir / "images" / "ct-image"
+    shutil.copy(next(folder.iterdir()), folder / "second.mha")
+    result = _process(model, input_dir, tmp_path / "output")
+    _assert_one_line_error(result, "ct-image", "exactly one image file", "found 2")
+
+
+@pytest.fixture(scope="module")
+def process_module():
+    spec = importlib.util.spec_from_file_location("gc_process", PROCESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"input_interfaces": ["ct-image"]}, "'output_interfaces' must be a non-empty list"),
+        ({"input_interfaces": ["a", "a"], "output_interfaces": ["b"]}, "lists an interface twice"),
+        ({"input_interfaces": ["../x"], "output_interfaces": ["b"]}, "'input_interfaces' must be"),
+        ({"input_interfaces": ["a"], "output_interfaces": ["b"], "roi_interface": "c"}, r"unknown key\(s\) \['roi_interface'\]"),
+    ],
+)
+def test_config_errors(process_module, tmp_path, config, message):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match=message):
+        process_module.load_config(tmp_path / "config.json")
+
+
+def test_output_count_must_match_the_model(process_module, model, input_dir, tmp_path):
+    config = {**json.loads(CONFIG.read_text()), "output_interfaces": ["only-one"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match=r"predicts 2 classification label\(s\) but .* lists 1 output"):
+        process_module.run(input_dir, tmp_path / "output", model.data_root / "trained_models", tmp_path / "config.json")
+    assert process_module.main(["--config", str(tmp_path / "missing.json")]) == 2

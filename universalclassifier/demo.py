@@ -1,0 +1,144 @@
+"""The built-in demo: a synthetic task through plan & preprocess, 5-fold training, the CV report and prediction.
+
+Run with `make demo` or `python -m universalclassifier.demo [--output demo_output]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from universalclassifier.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+TASK_ID = 1
+TASK_NAME = "Demo"
+NUM_FOLDS = 5
+
+
+@dataclass
+class DemoSettings:
+    """Size of the demo task and the training budget per fold."""
+
+    num_cases: int = 40
+    num_test: int = 8
+    base_size: tuple[int, int, int] = (16, 48, 48)
+    epochs: int = 8
+    batches_per_epoch: int = 12
+    val_batches_per_epoch: int = 2
+    num_workers: int = 1
+
+
+def _prepare_output(output: Path) -> None:
+    """Start from an empty folder; only a previous demo's folder is ever deleted."""
+    if output.exists() and any(output.iterdir()):
+        if not (output / "raw" / "nnUNet_raw_data" / f"Task{TASK_ID:03d}_{TASK_NAME}").is_dir():
+            raise UserInputError(f"{output} exists and is not a demo folder; choose another --output.")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -> dict:
+    """Run the whole pipeline on a generated task in `output`; returns the CV summary and the test predictions."""
+    from universalclassifier.evaluation.summarize import summarize_cross_validation
+    from universalclassifier.inference.predict_folder import predict_folder
+    from universalclassifier.paths import TaskPaths
+    from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+    from universalclassifier.synthetic import generate_task
+    from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
+
+    _prepare_output(output)
+    started = time.perf_counter()
+    logger.info("1/5 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test)
+    task = generate_task(
+        output, TASK_ID, TASK_NAME, num_cases=settings.num_cases, with_roi=True, base_size=settings.base_size,
+        num_test=settings.num_test, seed=2023,
+    )
+    logger.info("2/5 Planning and preprocessing")
+    plan_and_preprocess(output, TASK_ID, num_workers=2, show_progress=show_progress)
+    paths = TaskPaths.find(output, TASK_ID)
+    options = TrainingOptions(
+        max_num_epochs=settings.epochs,
+        num_batches_per_epoch=settings.batches_per_epoch,
+        num_val_batches_per_epoch=settings.val_batches_per_epoch,
+        num_workers=settings.num_workers,
+        show_progress=show_progress,
+    )
+    for fold in range(NUM_FOLDS):
+        logger.info("3/5 Training fold %d of %d (%d epochs of %d batches)", fold + 1, NUM_FOLDS, settings.epochs, settings.batches_per_epoch)
+        ClassifierTrainer(paths, fold, options).run_training()
+    logger.info("4/5 Writing the cross-validation report")
+    summary = summarize_cross_validation(paths.trainer_folder(), num_resamples=500)
+    logger.info("5/5 Predicting the test cases")
+    predictions = output / "test_predictions"
+    predict_folder(output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress)
+    truth = json.loads((task / "test_targets.json").read_text())
+    cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}
+    return {
+        "summary": summary, "truth": truth, "predictions": cases, "seconds": time.perf_counter() - started,
+        "trainer_folder": paths.trainer_folder(), "predictions_folder": predictions,
+    }
+
+
+def format_results(result: dict) -> str:
+    """The demo's closing report: cross-validation table, test-case table and where the files are."""
+    from universalclassifier.evaluation.summarize import format_summary_table
+
+    summary = result["summary"]
+    lines = [f"Cross-validation ({summary['num_cases']} cases, folds {', '.join(summary['folds'])}):", format_summary_table(summary), ""]
+    lines.append("Test cases (true value -> predicted probabilities):")
+    lines.append(f"{'case':<10}  {'lesion_contrast':<26}  lesion_size")
+    for case, predicted in result["predictions"].items():
+        truth = result["truth"][case]
+        sizes = ", ".join(f"{p:.2f}" for p in predicted["lesion_size"])
+        lines.append(
+            f"{case:<10}  {truth['lesion_contrast']} -> P(brighter)={predicted['lesion_contrast']:.2f}     "
+            f"{truth['lesion_size']} -> [{sizes}]"
+        )
+    folder = result["trainer_folder"]
+    lines += [
+        "",
+        f"Finished in {result['seconds'] / 60:.1f} min. Files:",
+        f"  report:       {folder / 'cv_report.md'} (plots in {folder / 'cv_plots'})",
+        f"  per fold:     {folder}/fold_N/ (training_log.txt, progress.png, validation/)",
+        f"  artifact:     {folder.parents[3]} (pass it to universalclassifier.predict)",
+        f"  predictions:  {result['predictions_folder']} (one JSON per case, summary.csv)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m universalclassifier.demo [--output DIR] [--epochs N] [--batches N] [--cases N]`."""
+    from universalclassifier.cli import run_command
+
+    defaults = DemoSettings()
+    parser = argparse.ArgumentParser(prog="universalclassifier.demo", description=__doc__)
+    parser.add_argument("--output", default="demo_output", help="folder for the demo data root (default demo_output)")
+    parser.add_argument("--cases", type=int, default=defaults.num_cases, help=f"training cases (default {defaults.num_cases})")
+    parser.add_argument("--test_cases", type=int, default=defaults.num_test, help=f"test cases (default {defaults.num_test})")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})")
+    parser.add_argument("--batches", type=int, default=defaults.batches_per_epoch, help=f"batches per epoch (default {defaults.batches_per_epoch})")
+    parser.add_argument("--size", type=int, nargs=3, default=defaults.base_size, metavar=("Z", "Y", "X"), help="case size")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--verbose", action="store_true", help="log debug details")
+    group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+    args = parser.parse_args(argv)
+    settings = DemoSettings(args.cases, args.test_cases, tuple(args.size), args.epochs, args.batches)
+
+    def job(parsed: argparse.Namespace) -> None:
+        result = run_demo(Path(parsed.output).resolve(), settings, show_progress=not parsed.quiet)
+        print(format_results(result))
+
+    return run_command(args, job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: calibration, bootstrap confidence intervals and the cross-validation summary."""

@@ -1,0 +1,243 @@
+"""The cross-validation summary: pool the out-of-fold predictions of every trained fold and report per head."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from universalclassifier.artifact import numbered_fold_folders
+from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci
+from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
+from universalclassifier.plans import Plans
+from universalclassifier.training.metrics import head_metrics, plot_roc_curves
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "cv_summary.json"
+REPORT_FILE = "cv_report.md"
+PLOTS_FOLDER = "cv_plots"
+PREDICTIONS_FILE = Path("validation") / "predictions.json"
+CALIBRATION_BINS = 10
+
+
+def _read_fold(path: Path, heads: Sequence[dict]) -> dict[str, dict[str, tuple[int, list[float]]]]:
+    """{case: {head: (target, probabilities)}} of one predictions.json, checked against the plans' heads."""
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc}); rerun the validation of that fold.") from exc
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path} must map case ids to per-head predictions; rerun the validation of that fold.")
+    cases: dict[str, dict[str, tuple[int, list[float]]]] = {}
+    for case_id, per_head in raw.items():
+        cases[case_id] = {}
+        for head in heads:
+            name, size = head["name"], len(head["values"])
+            entry = per_head.get(name) if isinstance(per_head, dict) else None
+            if not isinstance(entry, dict) or "target" not in entry or "probabilities" not in entry:
+                raise UserInputError(f"{path}: case '{case_id}' has no target and probabilities for head '{name}'.")
+            target, probabilities = entry["target"], entry["probabilities"]
+            if not isinstance(target, int) or not 0 <= target < size or len(probabilities) != size:
+                raise UserInputError(
+                    f"{path}: case '{case_id}' head '{name}' needs a target in 0..{size - 1} and {size} probabilities "
+                    "(as in plans.json); the fold was trained with other plans."
+                )
+            cases[case_id][name] = (target, [float(v) for v in probabilities])
+    return cases
+
+
+def _pool(trainer_folder: Path, heads: Sequence[dict]) -> tuple[list[str], dict[str, tuple[str, dict]]]:
+    """The folds read and {case: (fold, predictions)}; a case seen in an earlier fold is kept from there."""
+    pooled: dict[str, tuple[str, dict]] = {}
+    folds = []
+    for fold in numbered_fold_folders(trainer_folder):
+        path = fold / PREDICTIONS_FILE
+        if not path.is_file():
+            logger.warning("%s has no %s (not trained or validated yet); it is left out.", fold.name, PREDICTIONS_FILE)
+            continue
+        folds.append(fold.name)
+        for case_id, predictions in _read_fold(path, heads).items():
+            if case_id in pooled:
+                logger.warning(
+                    "Case '%s' is in the validation of both %s and %s; keeping the prediction of %s.",
+                    case_id, pooled[case_id][0], fold.name, pooled[case_id][0],
+                )
+                continue
+            pooled[case_id] = (fold.name, predictions)
+    if not folds:
+        raise UserInputError(
+            f"{trainer_folder} holds no fold_N/{PREDICTIONS_FILE.as_posix()}; train (and validate) the folds first."
+        )
+    return folds, pooled
+
+
+def _file_stem(head: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", head)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_auc_ci(auc: float | None, ci: Sequence[float | None]) -> str:
+    """`0.850 [0.700, 0.950]`, with n/a for undefined values and no interval when there is none."""
+    if ci[0] is None or ci[1] is None:
+        return _number(auc)
+    return f"{_number(auc)} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], value_names: Sequence[str], title: str, out_file: Path) -> None:
+    """Write a PNG of a confusion matrix (rows = true value, columns = predicted value) with the count in every cell."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    size = max(4.0, 1.0 + 0.9 * len(value_names))
+    figure = Figure(figsize=(size + 1, size), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(counts, cmap="Blues", vmin=0, aspect="auto")
+    figure.colorbar(image, ax=axes, label="Cases", ticks=MaxNLocator(integer=True))
+    threshold = counts.max() / 2
+    for (row, column), count in np.ndenumerate(counts):
+        color = "white" if count > threshold else "black"
+        axes.text(column, row, str(count), ha="center", va="center", color=color)
+    ticks = range(len(value_names))
+    axes.set_xticks(ticks, labels=value_names, rotation=45 if len(value_names) > 3 else 0)
+    axes.set_yticks(ticks, labels=value_names)
+    axes.set_xlabel("Predicted value")
+    axes.set_ylabel("True value")
+    axes.set_title(title)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_file, format="png")
+
+
+def _summarize_head(
+    head: dict,
+    pooled: dict[str, tuple[str, dict]],
+    folds: list[str],
+    plots_title: str,
+    trainer_folder: Path,
+    num_resamples: int,
+    seed: int,
+) -> dict:
+    name, size = head["name"], len(head["values"])
+    value_names = [str(head["values"][str(v)]) for v in range(size)]
+    targets = np.array([predictions[name][0] for _, predictions in pooled.values()], dtype=np.int64)
+    probabilities = np.array([predictions[name][1] for _, predictions in pooled.values()], dtype=np.float64)
+    metrics = head_metrics(targets, probabilities, size, name=f"head '{name}'")
+    ci = bootstrap_auc_ci(targets, probabilities, num_resamples=num_resamples, seed=seed)
+    if metrics["auc"] is not None and ci[0] is None:
+        logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
+    plots = {kind: f"{PLOTS_FOLDER}/{kind}_{_file_stem(name)}.png" for kind in ("roc", "confusion", "reliability")}
+    title = f"{plots_title}: {name}"
+    plot_roc_curves(targets, probabilities, title, trainer_folder / plots["roc"])
+    plot_confusion_matrix(metrics["confusion_matrix"], value_names, title, trainer_folder / plots["confusion"])
+    plot_reliability_diagram(targets, probabilities, title, trainer_folder / plots["reliability"], CALIBRATION_BINS)
+    return {
+        **metrics,
+        "auc_ci_95": list(ci),
+        "ece": expected_calibration_error(targets, probabilities, CALIBRATION_BINS),
+        "folds": folds,
+        "values": dict(zip(map(str, range(size)), value_names)),
+        "plots": plots,
+    }
+
+
+def _report(summary: dict) -> str:
+    """The markdown report of a summary made by summarize_cross_validation."""
+    lines = [
+        f"# Cross-validation summary: {summary['task']}",
+        "",
+        f"Out-of-fold predictions of {len(summary['folds'])} fold(s) ({', '.join(summary['folds'])}), "
+        f"{summary['num_cases']} case(s) pooled.",
+        f"AUC: ROC AUC (heads with more than two values: macro mean of the one-vs-rest AUCs); 95% CI: percentile "
+        f"bootstrap over cases, {summary['num_resamples']} resamples (seed {summary['seed']}). "
+        f"ECE: top-label expected calibration error, {summary['calibration_bins']} equal-width confidence bins.",
+        "",
+        "| Head | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, head in summary["heads"].items():
+        lines.append(
+            f"| {_cell(name)} | {head['num_cases']} | {format_auc_ci(head['auc'], head['auc_ci_95'])} | "
+            f"{_number(head['balanced_accuracy'])} | {_number(head['accuracy'])} | {_number(head['ece'])} |"
+        )
+    for name, head in summary["heads"].items():
+        names = list(head["values"].values())
+        lines += ["", f"## {name}", "", f"Values: {', '.join(f'{v} = {n}' for v, n in head['values'].items())}."]
+        if "auc_per_value" in head:
+            per_value = ", ".join(f"{head['values'][v]} {_number(auc)}" for v, auc in head["auc_per_value"].items())
+            lines.append(f"One-vs-rest AUC per value: {per_value}.")
+        lines += [
+            "",
+            "Confusion matrix (rows: true value, columns: predicted value):",
+            "",
+            "| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        lines += [f"| {_cell(n)} | " + " | ".join(map(str, row)) + " |" for n, row in zip(names, head["confusion_matrix"])]
+        lines += [
+            "",
+            f"![ROC curve of {name}]({head['plots']['roc']})",
+            f"![Confusion matrix of {name}]({head['plots']['confusion']})",
+            f"![Reliability diagram of {name}]({head['plots']['reliability']})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def format_summary_table(summary: dict) -> str:
+    """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE."""
+    width = max(len("head"), *(len(name) for name in summary["heads"]))
+    rows = [f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy  ECE"]
+    for name, head in summary["heads"].items():
+        rows.append(
+            f"{name:<{width}}  {head['num_cases']:>5}  {format_auc_ci(head['auc'], head['auc_ci_95']):<22}  "
+            f"{head['balanced_accuracy']:>7.3f}  {head['accuracy']:>8.3f}  {head['ece']:.3f}"
+        )
+    return "\n".join(rows)
+
+
+def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, seed: int = 0) -> dict:
+    """Pool the out-of-fold predictions of every fold_N of `trainer_folder` and write the cross-validation summary.
+
+    Writes cv_summary.json (returned as a dict), cv_report.md and cv_plots/{roc,confusion,reliability}_<head>.png
+    into `trainer_folder`. Per head: head_metrics of the pooled cases, auc_ci_95 (bootstrap, None when undefined),
+    ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`.
+    """
+    trainer_folder = Path(trainer_folder)
+    if not (trainer_folder / "plans.json").is_file():
+        raise UserInputError(f"No trained model in {trainer_folder} (no plans.json); train (and validate) the folds first.")
+    plans = Plans.load(trainer_folder / "plans.json")
+    folds, pooled = _pool(trainer_folder, plans.classification_labels)
+    if not pooled:
+        raise UserInputError(f"The predictions.json of {', '.join(folds)} in {trainer_folder} hold no cases.")
+    title = f"{plans.task_name} cross-validation"
+    contributing = {fold for fold, _ in pooled.values()}
+    used = [fold for fold in folds if fold in contributing]
+    summary = {
+        "task": plans.task_name,
+        "folds": folds,
+        "num_cases": len(pooled),
+        "num_resamples": num_resamples,
+        "seed": seed,
+        "calibration_bins": CALIBRATION_BINS,
+        "heads": {
+            head["name"]: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
+            for head in plans.classification_labels
+        },
+    }
+    (trainer_folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    (trainer_folder / REPORT_FILE).write_text(_report(summary))
+    logger.info("Wrote %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, PLOTS_FOLDER, trainer_folder)
+    return summary
