@@ -1,8 +1,3 @@
 #!/usr/bin/env bash
-# Usage: bash uc_train.sh DATA 3d_fullres ClassifierTrainer TASK FOLD [-c] [--validation_only] [--fp32] [--max_num_epochs N] ...
-set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [ -n "${VIRTUAL_ENV:-}" ]; then python="$VIRTUAL_ENV/bin/python"
-elif [ -x "$here/.venv/bin/python" ]; then python="$here/.venv/bin/python"
-else python="python3"; fi
-exec "$python" -m universalclassifier.cli train "$@"
+# Usage: bash uc_train.sh DATA 3d_fullres ClassifierTrainer TASK FOLD [-c] [--validation_only] [--fp32] [--max_num_epochs N] ...   (--help for every option)
+exec bash "$(dirname "${BASH_SOURCE[0]}")/scripts/uc_run.sh" train "$@"

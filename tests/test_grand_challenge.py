@@ -26,6 +26,7 @@ TINY = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batche
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> TaskPaths:
+    """A synthetic CT task with ROIs (one test case), fold 0 trained for one batch."""
     root = tmp_path_factory.mktemp("gc_model")
     generate_task(root, 21, "GcDemo", num_cases=6, base_size=(10, 24, 24), num_test=1, extension=".mha", seed=7)
     plan_and_preprocess(root, 21, num_workers=1, show_progress=False)
@@ -56,9 +57,10 @@ def _process(model: TaskPaths, input_dir: Path, output_dir: Path) -> subprocess.
 def test_writes_one_json_per_output(model, input_dir, tmp_path):
     result = _process(model, input_dir, tmp_path / "output")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["lesion-contrast-likelihood.json", "lesion-size-likelihoods.json"]
-    contrast = json.loads((tmp_path / "output" / "lesion-contrast-likelihood.json").read_text())
-    sizes = json.loads((tmp_path / "output" / "lesion-size-likelihoods.json").read_text())
+    output = tmp_path / "output"
+    assert sorted(p.name for p in output.iterdir()) == ["lesion-contrast-likelihood.json", "lesion-size-likelihoods.json"]
+    contrast = json.loads((output / "lesion-contrast-likelihood.json").read_text())
+    sizes = json.loads((output / "lesion-size-likelihoods.json").read_text())
     assert isinstance(contrast, float) and 0 <= contrast <= 1
     assert len(sizes) == 3 and all(isinstance(v, float) for v in sizes) and sum(sizes) == pytest.approx(1, abs=1e-6)
 

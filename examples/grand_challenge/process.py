@@ -85,7 +85,9 @@ def find_interface_image(input_dir: Path, interface: str) -> Path:
     images = sorted(p for p in folder.iterdir() if p.is_file() and split_extension(p)[1])
     if len(images) != 1:
         found = ", ".join(p.name for p in images) or "none"
-        raise UserInputError(f"Expected exactly one image file in {folder} for interface '{interface}', found {len(images)}: {found}.")
+        raise UserInputError(
+            f"Expected exactly one image file in {folder} for interface '{interface}', found {len(images)}: {found}."
+        )
     return images[0]
 
 
@@ -98,7 +100,7 @@ def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) ->
         roi = find_interface_image(input_dir, config.roi_segmentation_interface)
     logger.info("Inputs: %s; ROI: %s", [str(p) for p in images], roi)
 
-    from universalclassifier import predict
+    from universalclassifier import predict  # imports torch: only once the inputs are known to be there
 
     result = predict(artifact, images, roi)
     if len(result) != len(config.output_interfaces):
@@ -106,7 +108,7 @@ def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) ->
             f"The model predicts {len(result)} classification label(s) but {config_file} lists "
             f"{len(config.output_interfaces)} output interface(s) {config.output_interfaces}."
         )
-    outputs = dict(zip(config.output_interfaces, result))
+    outputs = dict(zip(config.output_interfaces, result, strict=True))
     for interface, value in outputs.items():
         target = output_dir / f"{interface}.json"
         try:
@@ -119,6 +121,7 @@ def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) ->
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; every path defaults to the container layout."""
     parser = argparse.ArgumentParser(description="Grand-challenge entry point of a universalclassifier model.")
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"input folder (default {DEFAULT_INPUT})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default {DEFAULT_OUTPUT})")

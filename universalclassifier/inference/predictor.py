@@ -61,7 +61,7 @@ class Predictor:
             if not Path(path).is_file():
                 raise UserInputError(f"Input file {path} does not exist.")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def probabilities(self, network_input: np.ndarray, tta: bool = False) -> list[np.ndarray]:
         """Softmax per head averaged over folds (and mirrorings with `tta`) for one (C, Z, Y, X) network input."""
         batch = torch.from_numpy(network_input[None]).to(self.device)

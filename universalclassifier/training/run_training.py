@@ -59,10 +59,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    _check_arguments(args)
     from universalclassifier.training.distributed import init_distributed, shutdown_distributed
     from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
-    _check_arguments(args)
     paths = TaskPaths.find(args.data_root, args.task)
     options = TrainingOptions(
         max_num_epochs=args.max_num_epochs,
