@@ -1,7 +1,8 @@
 """Benchmark predict(): cold start, warm seconds per case for 1 and 5 folds, against a floor measured in this run.
 
 Trains 5 folds of a generated task for one tiny epoch each (weights do not matter for speed), then times
-- cold start: a fresh interpreter importing universalclassifier and loading the ensemble (then its first case),
+- cold start: a fresh interpreter importing universalclassifier and loading the ensemble (then its first case;
+  its peak RSS after 6 cases is reported),
 - warm: predict() per test case with 1 fold and with all 5 folds,
 - the floor: reading + preprocessing the same case plus one forward pass per fold, each measured on its own.
 Prints one JSON object. Example: python benchmarks/bench_predict.py --size 24 64 64
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,30 +30,31 @@ from universalclassifier.synthetic import generate_task
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
 COLD_START = """
-import json, sys, time
+import json, resource, sys, time
 start = time.perf_counter()
 from universalclassifier.inference.predict import get_predictor, predict
 predictor = get_predictor(sys.argv[1])
 loaded = time.perf_counter()
 predict(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])
-print(json.dumps({"import_and_load": loaded - start, "first_case": time.perf_counter() - loaded}))
+first_case = time.perf_counter() - loaded
+for _ in range(5):
+    predict(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"import_and_load": loaded - start, "first_case": first_case, "peak_rss_mb": peak}))
 """
 
 
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, nargs=3, default=(24, 64, 64), metavar=("Z", "Y", "X"))
     parser.add_argument("--test_cases", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the tiny folds' undefined validation AUCs are expected here
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,32 +77,29 @@ def main() -> None:
         ).stdout.strip().splitlines()[-1])
 
         result = {"benchmark": "predict", "device": "cuda" if torch.cuda.is_available() else "cpu", "case_size": list(args.size)}
-        result["cold_start_seconds"] = {k: round(v, 3) for k, v in cold.items()}
+        result["cold_start_seconds"] = {"import_and_load": round(cold["import_and_load"], 3), "first_case": round(cold["first_case"], 3)}
+        result["peak_rss_mb_prediction_process"] = round(cold["peak_rss_mb"], 1)
         for folds in ([0], None):
             predictor = get_predictor(artifact, folds)
-            images, roi = cases[0]
-            predict(artifact, images, roi, folds=folds)  # warm-up
-            warm = statistics.median(
-                _median_seconds(lambda c=c: predict(artifact, c[0], c[1], folds=folds), args.repeats) for c in cases
-            )
-            preprocess = statistics.median(
-                _median_seconds(lambda c=c: preprocess_case("c", c[0], c[1], predictor.plans), args.repeats) for c in cases
-            )
-            array, _ = preprocess_case("c", images, roi, predictor.plans)
-            batch = torch.from_numpy(to_network_input(array, predictor.plans.num_roi_classes)[None]).to(predictor.device)
-            with torch.no_grad():
-                forward = _median_seconds(lambda: [n(batch) for n in predictor.networks], args.repeats)
-            floor = preprocess + forward
-            key = f"{len(predictor.networks)}_fold"
-            result[key] = {
-                "warm_seconds_per_case": round(warm, 4),
+            predict(artifact, *cases[0], folds=folds)  # warm-up
+            warm, preprocess, forward = [], [], []
+            for _ in range(args.repeats):  # interleaved, so that machine noise hits all three alike
+                for images, roi in cases:
+                    warm.append(_seconds(lambda: predict(artifact, images, roi, folds=folds)))
+                    preprocess.append(_seconds(lambda: preprocess_case("c", images, roi, predictor.plans)))
+                    array, _ = preprocess_case("c", images, roi, predictor.plans)
+                    batch = torch.from_numpy(to_network_input(array, predictor.plans.num_roi_classes)[None])
+                    with torch.inference_mode():
+                        forward.append(_seconds(lambda: [n(batch) for n in predictor.networks]))
+            floor = statistics.median(preprocess) + statistics.median(forward)
+            result[f"{len(predictor.networks)}_fold"] = {
+                "warm_seconds_per_case": round(statistics.median(warm), 4),
                 "floor_seconds": round(floor, 4),
-                "floor_read_and_preprocess_seconds": round(preprocess, 4),
-                "floor_forward_seconds": round(forward, 4),
-                "ratio_warm_to_floor": round(warm / floor, 3),
+                "floor_read_and_preprocess_seconds": round(statistics.median(preprocess), 4),
+                "floor_forward_seconds": round(statistics.median(forward), 4),
+                "ratio_warm_to_floor": round(statistics.median(warm) / floor, 3),
             }
         result["image_size"] = predictor.plans.image_size
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result, indent=2))
 
 

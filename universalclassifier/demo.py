@@ -31,8 +31,8 @@ class DemoSettings:
     num_cases: int = 40
     num_test: int = 8
     base_size: tuple[int, int, int] = (16, 48, 48)
-    epochs: int = 8
-    batches_per_epoch: int = 12
+    epochs: int = 10
+    batches_per_epoch: int = 14
     val_batches_per_epoch: int = 2
     num_workers: int = 1
 

@@ -17,6 +17,7 @@ def plot_progress(log: dict, out_file: Path) -> None:
     loss_axes.plot(epochs, log["train_loss"], label="train loss")
     loss_axes.plot(epochs, log["val_loss"], label="validation loss")
     loss_axes.plot(epochs, log["val_loss_ma"], label="validation loss (moving average)", linestyle="--")
+    loss_axes.set_yscale("log")  # early validation losses of a fresh network can be orders of magnitude larger
     loss_axes.set_ylabel("summed cross-entropy")
     loss_axes.legend()
     for head, values in log["val_auc"].items():
