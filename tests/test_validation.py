@@ -668,7 +668,7 @@ def test_valid_task_with_roi(tmp_path):
     assert result.uses_roi is True
     assert len(result.cases) == 6
     assert result.description.modalities == ("CT",)
-    assert result.description.label_names == ["lesion_contrast", "lesion_size"]
+    assert [h.name for h in result.description.classification_labels] == ["lesion_contrast", "lesion_size"]
     assert result.description.roi_labels == {0: "background", 1: "organ"}
     for case, item in zip(result.cases, dataset["training"]):
         assert case.images == (task / "imagesTr" / f"{case.case_id}_0000.nii.gz",)

@@ -57,10 +57,6 @@ class DatasetDescription:
     def num_modalities(self) -> int:
         return len(self.modalities)
 
-    @property
-    def label_names(self) -> list[str]:
-        return [label.name for label in self.classification_labels]
-
 
 def _consecutive_int_keys(mapping: object, what: str, minimum: int, problems: list[str]) -> list[str] | None:
     """Values of a {"0": ..., "1": ...} map in key order, or None after recording a problem."""

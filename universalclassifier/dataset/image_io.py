@@ -27,14 +27,6 @@ class Geometry:
     def dimension(self) -> int:
         return len(self.size)
 
-    def to_dict(self) -> dict:
-        return {
-            "size": list(self.size),
-            "spacing": list(self.spacing),
-            "origin": list(self.origin),
-            "direction": list(self.direction),
-        }
-
 
 def split_extension(path: str | Path) -> tuple[str, str]:
     """Split a file name into (stem, extension) for the supported image extensions ('' if none matches)."""
@@ -45,12 +37,14 @@ def split_extension(path: str | Path) -> tuple[str, str]:
     return name, ""
 
 
-def _geometry_of(image: sitk.Image) -> Geometry:
+def _geometry_of(source: sitk.Image | sitk.ImageFileReader, components: int) -> Geometry:
+    """The grid of an image or of a reader that has read an image's header."""
     return Geometry(
-        size=tuple(int(s) for s in reversed(image.GetSize())),
-        spacing=tuple(float(s) for s in reversed(image.GetSpacing())),
-        origin=tuple(float(o) for o in image.GetOrigin()),
-        direction=tuple(float(d) for d in image.GetDirection()),
+        size=tuple(int(s) for s in reversed(source.GetSize())),
+        spacing=tuple(float(s) for s in reversed(source.GetSpacing())),
+        origin=tuple(float(o) for o in source.GetOrigin()),
+        direction=tuple(float(d) for d in source.GetDirection()),
+        components=components,
     )
 
 
@@ -62,13 +56,7 @@ def read_geometry(path: Path) -> Geometry:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
-    return Geometry(
-        size=tuple(int(s) for s in reversed(reader.GetSize())),
-        spacing=tuple(float(s) for s in reversed(reader.GetSpacing())),
-        origin=tuple(float(o) for o in reader.GetOrigin()),
-        direction=tuple(float(d) for d in reader.GetDirection()),
-        components=int(reader.GetNumberOfComponents()),
-    )
+    return _geometry_of(reader, int(reader.GetNumberOfComponents()))
 
 
 def read_image(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
@@ -82,7 +70,7 @@ def read_image(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geomet
             f"Image {path} is {image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} component(s); "
             "expected a 3D single-channel image (store each modality as its own 3D file)."
         )
-    return sitk.GetArrayFromImage(image).astype(dtype, copy=False), _geometry_of(image)
+    return sitk.GetArrayFromImage(image).astype(dtype, copy=False), _geometry_of(image, 1)
 
 
 def write_image(array: np.ndarray, reference: Geometry, path: Path) -> None:
