@@ -128,6 +128,16 @@ def test_guards(roi_model, noroi_model, tmp_path):
     _raises("2D with 1 component", artifact, [tmp_path / "flat.mha"], roi)
 
 
+def test_artifact_without_trained_folds(roi_model, tmp_path):
+    images, roi = _test_case(roi_model, 10, ".mha")
+    copy = tmp_path / "untrained"
+    shutil.copytree(roi_model.data_root / "trained_models", copy)
+    trainer_folder = next(copy.glob("**/plans.json")).parent
+    for fold in trainer_folder.glob("fold_*"):
+        (fold / "model_final_checkpoint.model").unlink()
+    _raises("holds no trained fold", copy, images, roi)
+
+
 def test_incompatible_format_versions(roi_model, tmp_path):
     images, roi = _test_case(roi_model, 10, ".mha")
     copy = tmp_path / "old"
