@@ -8,9 +8,11 @@ import torch
 
 from universalclassifier.network.i3d import (
     NUM_FEATURES,
+    ROI_POOLING_FEATURES,
     I3DClassifier,
     SameMaxPool3d,
     build_network,
+    roi_statistics,
     same_padding,
 )
 
@@ -136,6 +138,8 @@ def test_eval_mode_is_deterministic(network: I3DClassifier) -> None:
         ({"num_input_channels": 1, "head_sizes": [2.0]}, r"head_sizes\[0\] must be an integer >= 2, got 2\.0"),
         ({"num_input_channels": 1, "head_sizes": [2], "dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
         ({"num_input_channels": 1, "head_sizes": [2], "dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
+        ({"num_input_channels": 2, "head_sizes": [2], "normalization": "layer"}, r"normalization must be one of"),
+        ({"num_input_channels": 2, "head_sizes": [2], "num_roi_classes": 1}, r"num_roi_classes must be an integer >= 2"),
     ],
 )
 def test_argument_validation(kwargs: dict, message: str) -> None:
@@ -178,3 +182,42 @@ def test_same_max_pool_padding_never_wins() -> None:
     single = torch.full((1, 1, 1, 1, 1), -5.0)
     assert torch.equal(SameMaxPool3d(3, 2)(single), single)
     assert torch.equal(SameMaxPool3d(2, 2)(single), single)
+
+
+def test_roi_statistics_weight_by_covered_fraction() -> None:
+    features = torch.zeros(1, 2, 2, 2, 2)
+    features[0, 0, 0] = 4.0  # first z-half of channel 0
+    features[0, 1] = 1.0
+    mask = torch.zeros(1, 1, 4, 4, 4, dtype=torch.bool)
+    mask[0, 0, :2] = True  # exactly the first z-half at the feature resolution
+    torch.testing.assert_close(roi_statistics(features, mask), torch.tensor([[4.0, 1.0, 0.0, 0.0]]), atol=1e-3, rtol=0)
+    mask[0, 0, 2, :2, :2] = True  # plus half of the feature cell (1, 0, 0): 4 of its 8 voxels
+    weights = torch.tensor([1.0] * 4 + [0.5] + [0.0] * 3)  # covered fraction of the 8 feature cells
+    values = torch.tensor([4.0] * 4 + [0.0] * 4)
+    mean = (weights * values).sum() / weights.sum()
+    sd = ((weights * (values - mean) ** 2).sum() / weights.sum()).sqrt()
+    expected = torch.tensor([[float(mean), 1.0, float(sd), 0.0]])
+    torch.testing.assert_close(roi_statistics(features, mask), expected, atol=1e-3, rtol=1e-4)
+    assert torch.allclose(roi_statistics(features, torch.zeros_like(mask)), torch.zeros(1, 4), atol=1e-6)
+
+
+def test_roi_pooling_heads_see_each_roi_label() -> None:
+    torch.manual_seed(0)
+    network = build_network(2, [2], dropout=0.0, normalization="group", num_roi_classes=3).eval()
+    assert network.heads[0].in_features == NUM_FEATURES + 2 * ROI_POOLING_FEATURES
+    x = torch.randn(1, 2, 16, 24, 24)
+    x[:, -1] = 1 / 3
+    x[:, -1, 6:10, 8:14, 8:14] = 2 / 3
+    baseline = network(x)[0]
+    changed = x.clone()
+    changed[0, 0, 6:10, 8:14, 8:14] += 3.0  # only the image inside the label-2 region
+    assert not torch.allclose(network(changed)[0], baseline)
+    # the pooled features are what the heads read: zero the head weights of everything else and only they matter
+    with torch.no_grad():
+        network.heads[0].weight[:, : NUM_FEATURES + ROI_POOLING_FEATURES] = 0  # global and label-1 features
+        baseline = network(x)[0]
+    moved = x.clone()
+    moved[0, 0, :4, :4, :4] += 3.0  # as large a change far outside label 2 hardly moves the label-2 statistics
+    outside = (network(moved)[0] - baseline).abs().max()
+    inside = (network(changed)[0] - baseline).abs().max()
+    assert outside < 0.1 * inside

@@ -18,7 +18,8 @@ from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.plans import Plans
 from universalclassifier.synthetic import generate_task
-from universalclassifier.training.trainer import poly_lr, summed_cross_entropy
+from universalclassifier.training.recipes import recipe_for
+from universalclassifier.training.trainer import summed_cross_entropy
 
 QUICK = ["--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1", "--num_workers", "1"]
 
@@ -42,13 +43,15 @@ def _png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_poly_learning_rate_and_summed_loss():
-    assert poly_lr(0, 200) == pytest.approx(1e-2)
-    assert poly_lr(100, 200) == pytest.approx(1e-2 * 0.5**0.9)
-    assert poly_lr(199, 200) == pytest.approx(1e-2 * (1 / 200) ** 0.9)
+def test_summed_loss_with_and_without_label_smoothing():
     logits = [torch.zeros(2, 2), torch.zeros(2, 3)]
     loss = summed_cross_entropy(logits, torch.tensor([[0, 2], [1, 1]]))
     assert float(loss) == pytest.approx(np.log(2) + np.log(3))
+    confident = [torch.tensor([[10.0, -10.0]])]
+    target = torch.tensor([[0]])
+    assert float(summed_cross_entropy(confident, target)) == pytest.approx(0, abs=1e-6)
+    # smoothing 0.2 over 2 values: target distribution (0.9, 0.1), so a confident logit pays for the 0.1
+    assert float(summed_cross_entropy(confident, target, 0.2)) == pytest.approx(0.1 * 20, rel=1e-3)
 
 
 def test_training_writes_the_model_folder(task, trained):
@@ -64,7 +67,9 @@ def test_training_writes_the_model_folder(task, trained):
     assert "optimizer" in torch.load(trained / "model_latest.model", weights_only=True)
     final = json.loads((trained / "model_final_checkpoint.model.json").read_text())
     assert final["epoch"] == 2 and len(final["log"]["train_loss"]) == 2 and final["world_size"] == 1
-    assert final["log"]["lr"] == pytest.approx([1e-2, 1e-2 * 0.5**0.9])
+    recipe = recipe_for("ClassifierTrainer")
+    assert final["log"]["lr"] == pytest.approx([recipe.learning_rate_at(e, 2) for e in range(2)])
+    assert final["trainer"] == "ClassifierTrainer" and final["recipe"] == recipe.to_dict()
     log_text = (trained / "training_log.txt").read_text()
     assert "epoch 1/2" in log_text and "epoch 2/2" in log_text and "Validation of" in log_text
     assert _png(trained / "progress.png")
@@ -134,6 +139,24 @@ def test_missing_preprocessed_data_says_what_to_run(tmp_path):
 def test_validation_only_without_training_says_so(task):
     result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "3", "--validation_only")
     assert result.returncode == 2 and "train this fold first" in result.stderr
+
+
+def test_auc23_trainer_trains_into_its_own_folder_and_predicts(task):
+    result = run_script(
+        "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainerAUC23", "5", "1", *QUICK
+    )
+    assert result.returncode == 0, result.stderr
+    folder = task.trainer_folder(trainer="ClassifierTrainerAUC23")
+    assert folder.name == "ClassifierTrainerAUC23__UniversalClassifierPlansv1.0"
+    metadata = json.loads((folder / "fold_1" / "model_final_checkpoint.model.json").read_text())
+    assert metadata["recipe"] == recipe_for("ClassifierTrainerAUC23").to_dict()
+    assert metadata["recipe"]["optimizer"] == "sgd" and metadata["recipe"]["momentum"] == 0.99
+    assert metadata["log"]["lr"] == pytest.approx([1e-2, 1e-2 * 0.5**0.9])
+    from universalclassifier.inference.predict import predict
+
+    images = sorted(task.raw.joinpath("imagesTr").glob("case_0000_*"))
+    result = predict(folder, images, task.raw / "labelsTr" / "case_0000.nii.gz")
+    assert 0 <= result[0] <= 1 and sum(result[1]) == pytest.approx(1, abs=1e-6)
 
 
 def test_ddp_with_two_cpu_processes_keeps_weights_identical(task):

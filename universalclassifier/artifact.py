@@ -30,17 +30,23 @@ def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None
     if (root / "plans.json").is_file():
         candidates = [root]
     else:
-        candidates = sorted(p.parent for p in root.glob("**/plans.json") if p.parent.name.startswith(f"{TRAINER}__"))
+        candidates = sorted(
+            p.parent for p in root.glob("**/plans.json") if p.parent.name.partition("__")[0].startswith(TRAINER)
+        )
     if task is not None:
         candidates = [c for c in candidates if _task_matches(c.parent.name, task)]
     if not candidates:
         what = f" for task '{task}'" if task is not None else ""
-        raise UserInputError(f"No trained model{what} under {root}: expected .../{TRAINER}__<plans>/plans.json with fold folders.")
+        raise UserInputError(
+            f"No trained model{what} under {root}: expected .../{TRAINER}<variant>__<plans>/plans.json with fold folders."
+        )
     if len(candidates) > 1:
         names = sorted({c.parent.name for c in candidates})
         if len(names) > 1:
             raise UserInputError(f"The artifact {root} holds several tasks {names}; say which one with task=...")
-        raise UserInputError(f"The artifact {root} holds several trained plans {[c.name for c in candidates]}; pass the one to use.")
+        raise UserInputError(
+            f"The artifact {root} holds several trainers/plans {[c.name for c in candidates]}; pass the one to use."
+        )
     return candidates[0]
 
 
@@ -71,8 +77,8 @@ def load_plans(trainer_folder: Path) -> Plans:
     return Plans.load(trainer_folder / "plans.json")
 
 
-def load_network_weights(fold_folder: Path, device: "torch.device") -> dict[str, "torch.Tensor"]:
-    """The network state dict of a fold's final checkpoint, read with weights_only=True (never unpickles objects)."""
+def load_network_weights(fold_folder: Path, device: "torch.device") -> tuple[dict[str, "torch.Tensor"], dict]:
+    """The network state dict and metadata of a fold's final checkpoint (weights_only=True: never unpickles)."""
     from universalclassifier.training.checkpoint import CHECKPOINT_FORMAT_VERSION, load_checkpoint
 
     checkpoint = fold_folder / FINAL_CHECKPOINT
@@ -86,4 +92,4 @@ def load_network_weights(fold_folder: Path, device: "torch.device") -> dict[str,
             f"{checkpoint} has checkpoint format {version!r}; this universalclassifier reads {CHECKPOINT_FORMAT_VERSION}. "
             "Use the version that trained it, or retrain."
         )
-    return tensors["network"]
+    return tensors["network"], metadata

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from tqdm import tqdm
 
 from universalclassifier.errors import UserInputError
+from universalclassifier.paths import TRAINER
 
 logger = logging.getLogger("universalclassifier")
 
@@ -47,6 +48,8 @@ def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], No
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        root.removeHandler(console)  # an entry point called in-process (tests, notebooks) leaves logging as it was
     return 0
 
 
@@ -148,6 +151,7 @@ def summarize_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
     parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument("-tr", "--trainer", default=TRAINER, help=f"trainer (recipe) whose folds to pool (default {TRAINER})")
     parser.add_argument(
         "--num_resamples", type=int, default=1000, metavar="N", help="bootstrap resamples for the AUC interval (default 1000)"
     )
@@ -161,7 +165,7 @@ def _summarize(args: argparse.Namespace) -> None:
 
     if args.num_resamples < 1:
         raise UserInputError(f"--num_resamples must be at least 1 (got {args.num_resamples}).")
-    trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder()
+    trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder(trainer=args.trainer)
     summary = summarize_cross_validation(trainer_folder, num_resamples=args.num_resamples)
     logger.info(
         "Cross-validation of %s over %s:\n%s", summary["task"], ", ".join(summary["folds"]), format_summary_table(summary)
@@ -169,9 +173,43 @@ def _summarize(args: argparse.Namespace) -> None:
 
 
 def summarize_main(argv: Sequence[str] | None = None) -> int:
-    """`uc_summarize DATA -t ID [--num_resamples N]`."""
+    """`uc_summarize DATA -t ID [-tr TRAINER] [--num_resamples N]`."""
     args = summarize_parser().parse_args(argv)
     return run_command(args, _summarize)
+
+
+def radiomics_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uc_radiomics",
+        description="Cross-validate a classical reference on the deep model's folds: mirp radiomics features inside "
+        "the ROI (first-order, shape, texture) and a logistic regression per head. Writes "
+        "DATA/trained_models/nnUNet/3d_fullres/TaskXXX_Name/RadiomicsReference/, which uc_summarize reports beside "
+        "the deep model. Needs the optional dependency mirp: pip install 'universalclassifier[radiomics]'.",
+    )
+    parser.add_argument("data_root", help="data root holding raw/ (written: preprocessed/ and trained_models/)")
+    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument(
+        "--num_workers", type=int, default=2, metavar="N", help="worker processes for feature extraction (default 2)"
+    )
+    parser.add_argument(
+        "--folds", type=int, nargs="+", default=None, metavar="F", help="folds to run (default: every fold of the splits)"
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def _radiomics(args: argparse.Namespace) -> None:
+    from universalclassifier.radiomics.reference import run_radiomics_reference
+
+    run_radiomics_reference(
+        args.data_root, args.task, folds=args.folds, num_workers=args.num_workers, show_progress=not args.quiet
+    )
+
+
+def radiomics_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_radiomics DATA -t ID [--num_workers N] [--folds 0 1 2 3 4]`."""
+    args = radiomics_parser().parse_args(argv)
+    return run_command(args, _radiomics)
 
 
 COMMANDS = {
@@ -179,6 +217,7 @@ COMMANDS = {
     "train": train_main,
     "predict": predict_main,
     "summarize": summarize_main,
+    "radiomics": radiomics_main,
 }
 
 

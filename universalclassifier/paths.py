@@ -13,6 +13,7 @@ PLANS_FILENAME = f"{PLANS_IDENTIFIER}_plans_3D.json"
 STAGE_FOLDER = "universal_classifier_plans_v1.0_stage0"
 NETWORK = "3d_fullres"
 TRAINER = "ClassifierTrainer"
+REFERENCE_FOLDER = "RadiomicsReference"  # sibling of the trainer folder: the radiomics reference's cross-validation
 _TASK_PATTERN = re.compile(r"^Task(\d{3})_\S+$")
 
 
@@ -85,8 +86,17 @@ class TaskPaths:
     def splits_file(self) -> Path:
         return self.preprocessed / "splits_final.json"
 
-    def trainer_folder(self, plans_identifier: str = PLANS_IDENTIFIER) -> Path:
-        """Where trained folds of this task live: the artifact's fixed folder chain."""
+    @property
+    def radiomics_features_folder(self) -> Path:
+        """Where the radiomics reference caches its per-case feature table."""
+        return self.preprocessed / "radiomics"
+
+    def trainer_folder(self, plans_identifier: str = PLANS_IDENTIFIER, trainer: str = TRAINER) -> Path:
+        """Where trained folds of this task live: the artifact's fixed folder chain (`<trainer>__<plans>`)."""
         return (
-            self.data_root / "trained_models" / "nnUNet" / NETWORK / self.task_name / f"{TRAINER}__{plans_identifier}"
+            self.data_root / "trained_models" / "nnUNet" / NETWORK / self.task_name / f"{trainer}__{plans_identifier}"
         )
+
+    def reference_folder(self, plans_identifier: str = PLANS_IDENTIFIER) -> Path:
+        """The radiomics reference's folds, next to the deep model's trainer folder (never a model for predict())."""
+        return self.trainer_folder(plans_identifier).parent / REFERENCE_FOLDER

@@ -12,8 +12,9 @@ import numpy as np
 
 from universalclassifier.artifact import numbered_fold_folders
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci
+from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
+from universalclassifier.paths import REFERENCE_FOLDER
 from universalclassifier.plans import Plans
 from universalclassifier.training.metrics import head_metrics, plot_roc_curves
 
@@ -24,6 +25,8 @@ REPORT_FILE = "cv_report.md"
 PLOTS_FOLDER = "cv_plots"
 PREDICTIONS_FILE = Path("validation") / "predictions.json"
 CALIBRATION_BINS = 10
+DEEP_LABEL = "Deep model"
+REFERENCE_LABEL = "Radiomics reference (mirp features + logistic regression)"
 
 
 def _read_fold(path: Path, heads: Sequence[dict]) -> dict[str, dict[str, tuple[int, list[float]]]]:
@@ -154,6 +157,116 @@ def _summarize_head(
     }
 
 
+def _pooled_arrays(
+    pooled: dict[str, tuple[str, dict]], name: str, cases: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and probabilities of head `name` for `cases` of a pooled prediction set."""
+    targets = np.array([pooled[c][1][name][0] for c in cases], dtype=np.int64)
+    return targets, np.array([pooled[c][1][name][1] for c in cases], dtype=np.float64)
+
+
+def _reference_summary(
+    reference_folder: Path,
+    heads: Sequence[dict],
+    deep: dict[str, tuple[str, dict]],
+    task_name: str,
+    num_resamples: int,
+    seed: int,
+) -> dict:
+    """Pooled metrics of the radiomics reference beside the deep model, or how to get them when it is missing.
+
+    Per head: the same metrics as the deep model's rows, plus the AUC difference deep minus reference on the cases
+    both predicted, with a paired bootstrap interval.
+    """
+    validated = reference_folder.is_dir() and any(
+        (fold / PREDICTIONS_FILE).is_file() for fold in numbered_fold_folders(reference_folder)
+    )
+    missing = {"available": False, "label": REFERENCE_LABEL, "how_to": f"uc_radiomics DATA -t {task_name}"}
+    if not validated:
+        return missing
+    try:
+        folds, pooled = _pool(reference_folder, heads)
+    except UserInputError as exc:  # e.g. made before the task's labels changed: it must not block the deep summary
+        logger.warning("The radiomics reference is left out: %s Rerun %s to refresh it.", exc, missing["how_to"])
+        return {**missing, "problem": str(exc)}
+    common = [case for case in deep if case in pooled]
+    summary_heads = {}
+    for head in heads:
+        name, size = head["name"], len(head["values"])
+        targets, probabilities = _pooled_arrays(pooled, name, list(pooled))
+        metrics = head_metrics(targets, probabilities, size, name=f"reference head '{name}'")
+        difference: tuple[float | None, float | None, float | None] = (None, None, None)
+        if common:
+            common_targets, deep_probabilities = _pooled_arrays(deep, name, common)
+            reference_probabilities = _pooled_arrays(pooled, name, common)[1]
+            difference = bootstrap_auc_difference(
+                common_targets, deep_probabilities, reference_probabilities, num_resamples=num_resamples, seed=seed
+            )
+        summary_heads[name] = {
+            **metrics,
+            "auc_ci_95": list(bootstrap_auc_ci(targets, probabilities, num_resamples=num_resamples, seed=seed)),
+            "ece": expected_calibration_error(targets, probabilities, CALIBRATION_BINS),
+            "deep_minus_reference_auc": {
+                "num_cases": len(common), "difference": difference[0], "ci_95": list(difference[1:])
+            },
+        }
+    return {
+        "available": True,
+        "label": REFERENCE_LABEL,
+        "folder": f"../{REFERENCE_FOLDER}",
+        "folds": folds,
+        "num_cases": len(pooled),
+        "heads": summary_heads,
+    }
+
+
+def _metric_cells(head: dict) -> str:
+    return (
+        f"{head['num_cases']} | {format_auc_ci(head['auc'], head['auc_ci_95'])} | "
+        f"{_number(head['balanced_accuracy'])} | {_number(head['accuracy'])} | {_number(head['ece'])} |"
+    )
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def _comparison_report(summary: dict) -> list[str]:
+    """The markdown section that puts the radiomics reference beside the deep model."""
+    reference = summary["reference"]
+    lines = ["", f"## {DEEP_LABEL} vs. radiomics reference", ""]
+    if not reference["available"]:
+        return lines + [
+            f"No radiomics reference for this task yet. Run `{reference['how_to']}` (needs "
+            "`pip install 'universalclassifier[radiomics]'`), then summarize again to see whether the network beats a "
+            "classical model (mirp radiomics features + logistic regression, same folds) on this data."
+        ]
+    lines += [
+        f"{reference['label']}: out-of-fold predictions of {len(reference['folds'])} fold(s) on the same splits, "
+        f"{reference['num_cases']} case(s) pooled (folder `{reference['folder']}`).",
+        "",
+        "| Head | Model | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    differences = []
+    for name, head in summary["heads"].items():
+        other = reference["heads"][name]
+        lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_metric_cells(head)}")
+        lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_metric_cells(other)}")
+        paired = other["deep_minus_reference_auc"]
+        differences.append(f"{name} {_signed(paired['difference'])}" + (
+            "" if paired["ci_95"][0] is None else f" [{paired['ci_95'][0]:+.3f}, {paired['ci_95'][1]:+.3f}]"
+        ))
+    num_common = next(iter(reference["heads"].values()))["deep_minus_reference_auc"]["num_cases"]
+    lines += [
+        "",
+        f"AUC of the deep model minus the reference on the {num_common} case(s) both predicted (paired bootstrap "
+        f"95% CI): {'; '.join(differences)}. An interval above 0: the network beats the classical model; below 0: "
+        "the classical model is better; containing 0: no clear difference on this data.",
+    ]
+    return lines
+
+
 def _report(summary: dict) -> str:
     """The markdown report of a summary made by summarize_cross_validation."""
     lines = [
@@ -173,6 +286,7 @@ def _report(summary: dict) -> str:
             f"| {_cell(name)} | {head['num_cases']} | {format_auc_ci(head['auc'], head['auc_ci_95'])} | "
             f"{_number(head['balanced_accuracy'])} | {_number(head['accuracy'])} | {_number(head['ece'])} |"
         )
+    lines += _comparison_report(summary)
     for name, head in summary["heads"].items():
         names = list(head["values"].values())
         lines += ["", f"## {name}", "", f"Values: {', '.join(f'{v} = {n}' for v, n in head['values'].items())}."]
@@ -196,15 +310,27 @@ def _report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_rows(heads: dict, width: int) -> list[str]:
+    return [
+        f"{name:<{width}}  {head['num_cases']:>5}  {format_auc_ci(head['auc'], head['auc_ci_95']):<22}  "
+        f"{_number(head['balanced_accuracy']):>7}  {_number(head['accuracy']):>8}  {_number(head['ece'])}"
+        for name, head in heads.items()
+    ]
+
+
 def format_summary_table(summary: dict) -> str:
-    """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE."""
+    """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE.
+
+    The radiomics reference follows as a second table when the summary has one, else a line saying how to get it.
+    """
     width = max(len("head"), *(len(name) for name in summary["heads"]))
-    rows = [f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy  ECE"]
-    for name, head in summary["heads"].items():
-        rows.append(
-            f"{name:<{width}}  {head['num_cases']:>5}  {format_auc_ci(head['auc'], head['auc_ci_95']):<22}  "
-            f"{head['balanced_accuracy']:>7.3f}  {head['accuracy']:>8.3f}  {head['ece']:.3f}"
-        )
+    header = f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy  ECE"
+    rows = [header] + _table_rows(summary["heads"], width)
+    reference = summary.get("reference")
+    if reference and reference["available"]:
+        rows += ["", f"{reference['label']}:", header] + _table_rows(reference["heads"], width)
+    elif reference:
+        rows += ["", f"No radiomics reference to compare with: run {reference['how_to']}"]
     return "\n".join(rows)
 
 
@@ -214,6 +340,8 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     Writes cv_summary.json (returned as a dict), cv_report.md and cv_plots/{roc,confusion,reliability}_<head>.png
     into `trainer_folder`. Per head: head_metrics of the pooled cases, auc_ci_95 (bootstrap, None when undefined),
     ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`.
+    `reference`: the same metrics of the radiomics reference in the sibling RadiomicsReference/ folder (uc_radiomics)
+    with the paired AUC difference to the deep model, or {"available": false, "how_to": ...} when there is none.
     """
     trainer_folder = Path(trainer_folder)
     if not (trainer_folder / "plans.json").is_file():
@@ -237,6 +365,14 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
             for head in plans.classification_labels
         },
     }
+    summary["reference"] = _reference_summary(
+        trainer_folder.parent / REFERENCE_FOLDER,
+        plans.classification_labels,
+        pooled,
+        plans.task_name,
+        num_resamples,
+        seed,
+    )
     (trainer_folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     (trainer_folder / REPORT_FILE).write_text(_report(summary))
     logger.info("Wrote %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, PLOTS_FOLDER, trainer_folder)

@@ -12,7 +12,7 @@ import torch
 
 from universalclassifier.artifact import find_fold_folders, find_trainer_folder, load_network_weights, load_plans
 from universalclassifier.errors import UserInputError
-from universalclassifier.network.i3d import build_network
+from universalclassifier.network.i3d import network_for
 from universalclassifier.preprocessing.preprocessor import preprocess_case, to_network_input
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class Predictor:
         self.device = choose_device(device)
         self.networks = []
         for folder in self.fold_folders:
-            network = build_network(self.plans.num_modalities + 1, self.plans.head_sizes)
-            network.load_state_dict(load_network_weights(folder, self.device))
+            weights, metadata = load_network_weights(folder, self.device)
+            network = network_for(self.plans, metadata["recipe"])
+            network.load_state_dict(weights)
             self.networks.append(network.to(self.device).eval())
         logger.info(
             "Loaded %s: %d fold(s) %s on %s",

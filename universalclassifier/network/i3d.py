@@ -13,11 +13,13 @@ import logging
 import math
 import operator
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from universalclassifier.plans import Plans
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,12 @@ BATCH_NORM_EPS = 1e-3
 # PyTorch's default: running statistics settle within tens of steps, which short training runs need
 BATCH_NORM_MOMENTUM = 0.1
 NUM_FEATURES = 1024
+CHANNELS_PER_GROUP = 16
+# ROI pooling reads the stem's features (the finest the network has: half resolution on every axis), where lesions a
+# few voxels across still span several feature voxels; it pools their mean and standard deviation in each ROI label.
+ROI_POOLING_LAYER = "Conv3d_1a_7x7"
+ROI_POOLING_FEATURES = 2 * 64
+NORMALIZATIONS = ("batch", "group")
 
 # Branch widths of every Inception block: (1x1x1, 3x3x3 reduce, 3x3x3, 3x3x3 reduce, 3x3x3, pool projection).
 MIXED_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -84,8 +92,21 @@ class SameMaxPool3d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=same"
 
 
+def normalization_layer(kind: str, channels: int) -> nn.Module:
+    """BatchNorm3d ("batch"), or GroupNorm with 16 channels per group ("group").
+
+    GroupNorm normalizes each case on its own, so training and evaluation behave alike whatever the batch size;
+    16 channels per group keep its statistics meaningful even where the feature map is a single voxel.
+    """
+    if kind == "batch":
+        return nn.BatchNorm3d(channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // CHANNELS_PER_GROUP), channels, eps=BATCH_NORM_EPS)
+    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
+
+
 class ConvUnit(nn.Module):
-    """Conv3d without bias + BatchNorm3d + ReLU, with TensorFlow "same" zero padding computed from the input size."""
+    """Conv3d without bias + normalization + ReLU, with TensorFlow "same" zero padding computed from the input size."""
 
     def __init__(
         self,
@@ -93,12 +114,13 @@ class ConvUnit(nn.Module):
         out_channels: int,
         kernel_size: int | Sequence[int] = 1,
         stride: int | Sequence[int] = 1,
+        normalization: str = "batch",
     ) -> None:
         super().__init__()
         self.kernel_size = _triple(kernel_size)
         self.stride = _triple(stride)
         self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, self.stride, bias=False)
-        self.bn = nn.BatchNorm3d(out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+        self.bn = normalization_layer(normalization, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
@@ -110,25 +132,30 @@ class ConvUnit(nn.Module):
 class MixedBlock(nn.Module):
     """Inception block: four parallel branches whose outputs are concatenated along the channel axis."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
+    def __init__(self, in_channels: int, widths: Sequence[int], normalization: str = "batch") -> None:
         super().__init__()
         out0, reduce1, out1, reduce2, out2, pool_projection = widths
-        self.branch0 = ConvUnit(in_channels, out0)
-        self.branch1 = nn.Sequential(ConvUnit(in_channels, reduce1), ConvUnit(reduce1, out1, kernel_size=3))
-        self.branch2 = nn.Sequential(ConvUnit(in_channels, reduce2), ConvUnit(reduce2, out2, kernel_size=3))
-        self.branch3 = nn.Sequential(SameMaxPool3d(3, 1), ConvUnit(in_channels, pool_projection))
+        norm = normalization
+        self.branch0 = ConvUnit(in_channels, out0, normalization=norm)
+        self.branch1 = nn.Sequential(
+            ConvUnit(in_channels, reduce1, normalization=norm), ConvUnit(reduce1, out1, 3, normalization=norm)
+        )
+        self.branch2 = nn.Sequential(
+            ConvUnit(in_channels, reduce2, normalization=norm), ConvUnit(reduce2, out2, 3, normalization=norm)
+        )
+        self.branch3 = nn.Sequential(SameMaxPool3d(3, 1), ConvUnit(in_channels, pool_projection, normalization=norm))
         self.out_channels = out0 + out1 + out2 + pool_projection
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], dim=1)
 
 
-def _build_backbone(in_channels: int) -> nn.Sequential:
+def _build_backbone(in_channels: int, normalization: str) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    layers["Conv3d_1a_7x7"] = ConvUnit(in_channels, 64, kernel_size=7, stride=2)
+    layers["Conv3d_1a_7x7"] = ConvUnit(in_channels, 64, kernel_size=7, stride=2, normalization=normalization)
     layers["MaxPool3d_2a_3x3"] = SameMaxPool3d((1, 3, 3), (1, 2, 2))
-    layers["Conv3d_2b_1x1"] = ConvUnit(64, 64)
-    layers["Conv3d_2c_3x3"] = ConvUnit(64, 192, kernel_size=3)
+    layers["Conv3d_2b_1x1"] = ConvUnit(64, 64, normalization=normalization)
+    layers["Conv3d_2c_3x3"] = ConvUnit(64, 192, kernel_size=3, normalization=normalization)
     layers["MaxPool3d_3a_3x3"] = SameMaxPool3d((1, 3, 3), (1, 2, 2))
     pools_before = {"Mixed_4b": ("MaxPool3d_4a_3x3", 3, 2), "Mixed_5b": ("MaxPool3d_5a_2x2", 2, 2)}
     channels = 192
@@ -136,7 +163,7 @@ def _build_backbone(in_channels: int) -> nn.Sequential:
         if name in pools_before:
             pool_name, kernel, stride = pools_before[name]
             layers[pool_name] = SameMaxPool3d(kernel, stride)
-        block = MixedBlock(channels, widths)
+        block = MixedBlock(channels, widths, normalization)
         layers[name] = block
         channels = block.out_channels
     layers["AvgPool"] = nn.AdaptiveAvgPool3d(1)
@@ -160,9 +187,20 @@ class I3DClassifier(nn.Module):
         in_channels: number of input channels (image modalities plus the ROI channel).
         head_sizes: number of values of each classification label; one head is built per entry, in order.
         dropout: dropout probability applied to the pooled 1024 features before the heads, in [0, 1).
+        normalization: the layer after every convolution: "batch" or "group".
+        num_roi_classes: with a value K >= 2, ROI pooling is on: the input's last channel is the ROI map scaled
+            into [0, 1) (label / K), and the heads also see, for each ROI label 1..K-1, the mean and standard
+            deviation of the `ROI_POOLING_LAYER` features inside that label. 0 (the default) turns it off.
     """
 
-    def __init__(self, in_channels: int, head_sizes: Sequence[int], dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        head_sizes: Sequence[int],
+        dropout: float = 0.5,
+        normalization: str = "batch",
+        num_roi_classes: int = 0,
+    ) -> None:
         super().__init__()
         in_channels = _positive_int(in_channels, "in_channels", 1)
         if isinstance(head_sizes, (str, bytes)) or not isinstance(head_sizes, Sequence):
@@ -172,19 +210,26 @@ class I3DClassifier(nn.Module):
         sizes = [_positive_int(size, f"head_sizes[{i}]", 2) for i, size in enumerate(head_sizes)]
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if num_roi_classes != 0:
+            num_roi_classes = _positive_int(num_roi_classes, "num_roi_classes", 2)
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
-        self.backbone = _build_backbone(in_channels)
+        self.normalization = normalization
+        self.num_roi_classes = num_roi_classes
+        self.backbone = _build_backbone(in_channels, normalization)
         self.dropout = nn.Dropout(p=float(dropout))
-        self.heads = nn.ModuleList(nn.Linear(NUM_FEATURES, size) for size in sizes)
+        num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * ROI_POOLING_FEATURES
+        self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
         self._initialise_weights()
 
     def _initialise_weights(self) -> None:
         for module in self.backbone.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm3d):
+            elif isinstance(module, (nn.BatchNorm3d, nn.GroupNorm)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
@@ -194,18 +239,59 @@ class I3DClassifier(nn.Module):
             raise ValueError(
                 f"expected input of shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}"
             )
-        features = self.dropout(torch.flatten(self.backbone(x), 1))
-        return [head(features) for head in self.heads]
+        if not self.num_roi_classes:
+            features = torch.flatten(self.backbone(x), 1)
+        else:
+            roi_labels = torch.round(x[:, -1:] * self.num_roi_classes)
+            h, pooled = x, []
+            for name, layer in self.backbone.named_children():
+                h = layer(h)
+                if name == ROI_POOLING_LAYER:
+                    pooled = [roi_statistics(h, roi_labels == label) for label in range(1, self.num_roi_classes)]
+            features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
+        return [head(self.dropout(features)) for head in self.heads]
 
 
-def build_network(num_input_channels: int, head_sizes: Sequence[int], dropout: float = 0.5) -> I3DClassifier:
-    """Build a randomly initialised I3D classifier for the given input channels and label sizes."""
-    network = I3DClassifier(num_input_channels, head_sizes, dropout=dropout)
+def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean and standard deviation (N, 2C) of (N, C, z, y, x) features inside a finer (N, 1, Z, Y, X) boolean mask.
+
+    The mask becomes the fraction of each feature voxel it covers, which weights both; an empty mask gives zeros.
+    """
+    weights = F.adaptive_avg_pool3d(mask.to(features.dtype), features.shape[-3:])
+    total = weights.sum(dim=(2, 3, 4)).clamp_min(1e-6)
+    mean = (features * weights).sum(dim=(2, 3, 4)) / total
+    variance = (features.square() * weights).sum(dim=(2, 3, 4)) / total - mean.square()
+    return torch.cat([mean, (variance.clamp_min(0) + 1e-6).sqrt() - 1e-3], dim=1)
+
+
+def build_network(
+    num_input_channels: int,
+    head_sizes: Sequence[int],
+    dropout: float = 0.5,
+    normalization: str = "batch",
+    num_roi_classes: int = 0,
+) -> I3DClassifier:
+    """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
+    network = I3DClassifier(num_input_channels, head_sizes, dropout, normalization, num_roi_classes)
     logger.debug(
-        "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %d parameters",
+        "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
+        "class(es), %d parameters",
         network.in_channels,
         list(network.head_sizes),
         dropout,
+        normalization,
+        num_roi_classes,
         sum(p.numel() for p in network.parameters()),
     )
     return network
+
+
+def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
+    """The network a task's plans and a training recipe (as saved in checkpoints) call for."""
+    return build_network(
+        plans.num_modalities + 1,
+        plans.head_sizes,
+        recipe["dropout"],
+        recipe["normalization"],
+        plans.num_roi_classes if recipe["roi_pooling"] else 0,
+    )

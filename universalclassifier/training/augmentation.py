@@ -142,19 +142,28 @@ class Convert2DTo3DTransform(AbstractTransform):
         return data_dict
 
 
-def training_transforms(plans: Plans) -> Compose:
+AUGMENTATIONS = ("nnunet", "light")
+
+
+def training_transforms(plans: Plans, augmentation: str = "nnunet") -> Compose:
     """The training augmentation pipeline, ending in a numpy batch with the ROI as the last data channel.
 
-    With `plans.do_dummy_2D_data_aug` the spatial transform works slice by slice along the first axis (rotation
-    in-plane only) and simulated low resolution leaves that axis alone.
+    "nnunet" is nnU-Net v1's 3D default set. "light" keeps rotation, scaling, mirroring, brightness and contrast
+    but drops elastic deformation, Gaussian noise, blur, simulated low resolution and gamma, which add, smooth away
+    or distort the fine texture that small lesions are told apart by. With `plans.do_dummy_2D_data_aug` the spatial
+    transform works slice by slice along the first axis (rotation in-plane only) and simulated low resolution
+    leaves that axis alone.
     """
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+    full = augmentation == "nnunet"
     dummy_2d = plans.do_dummy_2D_data_aug
     if dummy_2d and len(plans.image_size) != 3:
         raise ValueError(f"dummy-2D augmentation needs a 3D image size, got {plans.image_size}.")
     spatial = SpatialTransform(
         list(plans.image_size[1:] if dummy_2d else plans.image_size),
         patch_center_dist_from_border=None,
-        do_elastic_deform=True,
+        do_elastic_deform=full,
         alpha=ELASTIC_ALPHA,
         sigma=ELASTIC_SIGMA,
         do_rotation=True,
@@ -177,29 +186,32 @@ def training_transforms(plans: Plans) -> Compose:
     spatial_steps: list[AbstractTransform] = (
         [Convert3DTo2DTransform(), spatial, Convert2DTo3DTransform()] if dummy_2d else [spatial]
     )
+    blur = GaussianBlurTransform(
+        BLUR_SIGMA, different_sigma_per_channel=True, p_per_sample=P_BLUR, p_per_channel=P_BLUR_PER_CHANNEL
+    )
+    smoothing_and_gamma: list[AbstractTransform] = [
+        SimulateLowResolutionTransform(
+            zoom_range=LOW_RESOLUTION_ZOOM,
+            per_channel=True,
+            p_per_channel=P_LOW_RESOLUTION_PER_CHANNEL,
+            order_downsample=LOW_RESOLUTION_ORDER_DOWN,
+            order_upsample=LOW_RESOLUTION_ORDER_UP,
+            p_per_sample=P_LOW_RESOLUTION,
+            ignore_axes=(0,) if dummy_2d else None,
+        ),
+        GammaTransform(
+            GAMMA_RANGE, invert_image=True, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA_INVERTED
+        ),
+        GammaTransform(GAMMA_RANGE, invert_image=False, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA),
+    ]
     return Compose(
         [
             SeedPythonRandom(),
             *spatial_steps,
-            GaussianNoiseTransform(noise_variance=NOISE_VARIANCE, p_per_sample=P_NOISE),
-            GaussianBlurTransform(
-                BLUR_SIGMA, different_sigma_per_channel=True, p_per_sample=P_BLUR, p_per_channel=P_BLUR_PER_CHANNEL
-            ),
+            *([GaussianNoiseTransform(noise_variance=NOISE_VARIANCE, p_per_sample=P_NOISE), blur] if full else []),
             BrightnessMultiplicativeTransform(multiplier_range=BRIGHTNESS_RANGE, p_per_sample=P_BRIGHTNESS),
             ContrastAugmentationTransform(contrast_range=CONTRAST_RANGE, p_per_sample=P_CONTRAST),
-            SimulateLowResolutionTransform(
-                zoom_range=LOW_RESOLUTION_ZOOM,
-                per_channel=True,
-                p_per_channel=P_LOW_RESOLUTION_PER_CHANNEL,
-                order_downsample=LOW_RESOLUTION_ORDER_DOWN,
-                order_upsample=LOW_RESOLUTION_ORDER_UP,
-                p_per_sample=P_LOW_RESOLUTION,
-                ignore_axes=(0,) if dummy_2d else None,
-            ),
-            GammaTransform(
-                GAMMA_RANGE, invert_image=True, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA_INVERTED
-            ),
-            GammaTransform(GAMMA_RANGE, invert_image=False, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA),
+            *(smoothing_and_gamma if full else []),
             MirrorTransform(MIRROR_AXES, data_key="data", label_key="seg"),
             RoiToChannel(plans.num_roi_classes),
         ]
@@ -239,6 +251,13 @@ class BatchGenerator:
             self.augmenter._finish()
 
 
+def class_balanced_weights(values: np.ndarray) -> np.ndarray:
+    """Sampling probabilities per case that give every class of `values` the same total probability."""
+    classes, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    weights = 1.0 / (len(classes) * counts[inverse])
+    return weights / weights.sum()
+
+
 def make_batch_generator(
     array_files: Sequence[Path],
     targets: np.ndarray,
@@ -248,6 +267,8 @@ def make_batch_generator(
     num_workers: int,
     seed: int,
     case_ids: Sequence[str] | None = None,
+    augmentation: str = "nnunet",
+    balanced_sampling: bool = False,
 ) -> BatchGenerator:
     """An endless, seeded iterator of tensor batches; call its `shutdown` after use.
 
@@ -257,8 +278,9 @@ def make_batch_generator(
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
         raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
-    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids)
-    transforms = training_transforms(plans) if train else validation_transforms(plans)
+    weights = class_balanced_weights(np.asarray(targets)[:, 0]) if balanced_sampling else None
+    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights)
+    transforms = training_transforms(plans, augmentation) if train else validation_transforms(plans)
     pin_memory = torch.cuda.is_available()
     if num_workers == 0:
         np.random.seed(seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2  # 2: metadata holds the training recipe (network layers are rebuilt from it)
 
 
 def metadata_file(checkpoint: Path) -> Path:

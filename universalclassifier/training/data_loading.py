@@ -13,7 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 class CaseBatchLoader(SlimDataLoaderBase):
-    """Draw batches of whole cases uniformly at random, with replacement, from preprocessed arrays.
+    """Draw batches of whole cases at random, with replacement, from preprocessed arrays.
+
+    Cases are drawn uniformly, or with the given per-case `sample_weights` (probabilities summing to 1).
 
     Each array is ``(num_modalities + 1, *image_size)`` float32 with the ROI label map as its last channel; all
     arrays must share one shape. Sampling uses the global ``np.random``, which batchgenerators' augmenters seed
@@ -26,6 +28,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
         targets: np.ndarray,
         batch_size: int,
         case_ids: Sequence[str] | None = None,
+        sample_weights: np.ndarray | None = None,
     ) -> None:
         files = [Path(f) for f in array_files]
         if not files:
@@ -44,14 +47,19 @@ class CaseBatchLoader(SlimDataLoaderBase):
         ids = [f.stem for f in files] if case_ids is None else [str(c) for c in case_ids]
         if len(ids) != len(files):
             raise ValueError(f"Got {len(files)} array file(s) but {len(ids)} case id(s); they must match.")
+        if sample_weights is not None:
+            sample_weights = np.asarray(sample_weights, dtype=np.float64)
+            if sample_weights.shape != (len(files),) or (sample_weights < 0).any() or abs(sample_weights.sum() - 1) > 1e-6:
+                raise ValueError("sample_weights must hold one non-negative probability per case, summing to 1.")
         super().__init__(files, int(batch_size))
+        self.sample_weights = sample_weights
         self.targets = targets.astype(np.int64)
         self.case_ids = ids
         self.array_shape = _common_shape(files)
 
     def generate_train_batch(self) -> dict:
         """Return one batch: image channels as "data", the ROI label map as "seg", "target" and case "keys"."""
-        indices = np.random.randint(0, len(self._data), size=self.batch_size)
+        indices = np.random.choice(len(self._data), size=self.batch_size, p=self.sample_weights)
         data = np.empty((self.batch_size, self.array_shape[0] - 1, *self.array_shape[1:]), dtype=np.float32)
         seg = np.empty((self.batch_size, 1, *self.array_shape[1:]), dtype=np.float32)
         for slot, index in enumerate(indices):

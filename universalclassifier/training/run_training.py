@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def train_parser() -> argparse.ArgumentParser:
+    from universalclassifier.training.recipes import RECIPES
     from universalclassifier.training.trainer import TrainingOptions
 
     defaults = TrainingOptions()
@@ -24,7 +25,9 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_root", help="data root holding preprocessed/ (writes trained_models/)")
     parser.add_argument("network", help=f"network configuration; only '{NETWORK}' exists")
-    parser.add_argument("trainer", help=f"trainer name; only '{TRAINER}' exists")
+    parser.add_argument(
+        "trainer", help=f"trainer (training recipe): {TRAINER} (the default recipe) or {', '.join(list(RECIPES)[1:])}"
+    )
     parser.add_argument("task", help="task id (e.g. 1) or full name (Task001_Name)")
     parser.add_argument("fold", help="fold 0-4 of splits_final.json, or 'all' to train on every case")
     parser.add_argument("-c", "--continue_training", action="store_true", help="continue from model_latest of this fold")
@@ -50,8 +53,6 @@ def train_parser() -> argparse.ArgumentParser:
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.network != NETWORK:
         raise UserInputError(f"Unknown network '{args.network}': universalclassifier plans one stage, use '{NETWORK}'.")
-    if args.trainer != TRAINER:
-        raise UserInputError(f"Unknown trainer '{args.trainer}': use '{TRAINER}'.")
     if args.fold != "all" and not (args.fold.isdigit() and 0 <= int(args.fold) < 100):
         raise UserInputError(f"Fold '{args.fold}' is not valid: use 0-4 (or another index of splits_final.json) or 'all'.")
     if args.continue_training and args.validation_only:
@@ -61,7 +62,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     _check_arguments(args)
     from universalclassifier.training.distributed import init_distributed, shutdown_distributed
+    from universalclassifier.training.recipes import recipe_for
     from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
+
+    recipe_for(args.trainer)  # refuse an unknown trainer before any work
 
     paths = TaskPaths.find(args.data_root, args.task)
     options = TrainingOptions(
@@ -79,7 +83,7 @@ def _train(args: argparse.Namespace) -> None:
         logging.getLogger("universalclassifier").setLevel(logging.WARNING)
     try:
         fold = args.fold if args.fold == "all" else int(args.fold)
-        trainer = ClassifierTrainer(paths, fold, options, args.plans_identifier, context)
+        trainer = ClassifierTrainer(paths, fold, options, args.plans_identifier, context, args.trainer)
         if context.is_main:
             trainer.output_folder.mkdir(parents=True, exist_ok=True)
         handler = _log_to_file(trainer.output_folder / "training_log.txt") if context.is_main else None

@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from universalclassifier.errors import UserInputError
-from universalclassifier.network.i3d import build_network
-from universalclassifier.paths import PLANS_IDENTIFIER, TaskPaths
+from universalclassifier.network.i3d import network_for
+from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, TaskPaths
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
@@ -28,15 +28,11 @@ from universalclassifier.training.checkpoint import load_checkpoint, save_checkp
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
 from universalclassifier.training.metrics import macro_auc, plot_roc_curves, summarize_heads
 from universalclassifier.training.progress import plot_progress
+from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
 
 logger = logging.getLogger(__name__)
 
-INITIAL_LR = 1e-2
-MOMENTUM = 0.99
-WEIGHT_DECAY = 3e-5
-POLY_EXPONENT = 0.9
-GRADIENT_CLIP = 12.0
 MOVING_AVERAGE_ALPHA = 0.9
 LATEST, BEST, FINAL = "model_latest.model", "model_best.model", "model_final_checkpoint.model"
 
@@ -44,11 +40,6 @@ LATEST, BEST, FINAL = "model_latest.model", "model_best.model", "model_final_che
 def default_num_workers() -> int:
     """Augmentation worker processes: the CPU count, capped at 8."""
     return max(1, min(8, os.cpu_count() or 1))
-
-
-def poly_lr(epoch: int, max_epochs: int, initial_lr: float = INITIAL_LR, exponent: float = POLY_EXPONENT) -> float:
-    """Polynomial decay: initial_lr * (1 - epoch / max_epochs) ** exponent."""
-    return initial_lr * (1 - epoch / max_epochs) ** exponent
 
 
 @dataclass
@@ -81,9 +72,24 @@ def _format_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def summed_cross_entropy(outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+def summed_cross_entropy(
+    outputs: list[torch.Tensor], target: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Sum over heads of the cross-entropy of head i's logits against target[:, i]."""
-    return sum(F.cross_entropy(logits.float(), target[:, i]) for i, logits in enumerate(outputs))
+    return sum(
+        F.cross_entropy(logits.float(), target[:, i], label_smoothing=label_smoothing)
+        for i, logits in enumerate(outputs)
+    )
+
+
+def make_optimizer(recipe: Recipe, parameters) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum or AdamW, as the recipe says (the learning rate is set every epoch)."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+            nesterov=True,
+        )
+    return torch.optim.AdamW(parameters, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
 
 
 class ClassifierTrainer:
@@ -96,14 +102,19 @@ class ClassifierTrainer:
         options: TrainingOptions,
         plans_identifier: str = PLANS_IDENTIFIER,
         context: DistributedContext | None = None,
+        trainer_name: str = TRAINER,
+        recipe: Recipe | None = None,
     ) -> None:
         options.check()
+        self.trainer_name = trainer_name
+        self.recipe = recipe or recipe_for(trainer_name)
+        self.recipe.check()
         self.paths = paths
         self.fold = fold
         self.options = options
         self.context = context or DistributedContext()
         self.plans = self._load_plans()
-        self.output_folder = paths.trainer_folder(plans_identifier) / fold_folder_name(fold)
+        self.output_folder = paths.trainer_folder(plans_identifier, trainer_name) / fold_folder_name(fold)
         self.plans_identifier = plans_identifier
         if torch.cuda.is_available():
             self.device = torch.device("cuda", self.context.local_rank)
@@ -114,15 +125,13 @@ class ClassifierTrainer:
         self.train_ids, self.val_ids = self._split()
         self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
         torch.manual_seed(options.seed)
-        self.network = build_network(self.plans.num_modalities + 1, self.plans.head_sizes).to(self.device)
+        self.network = network_for(self.plans, self.recipe.to_dict()).to(self.device)
         self.model = (
             DistributedDataParallel(self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.context.enabled
             else self.network
         )
-        self.optimizer = torch.optim.SGD(
-            self.network.parameters(), lr=INITIAL_LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, nesterov=True
-        )
+        self.optimizer = make_optimizer(self.recipe, self.network.parameters())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
         self.log: dict = {
@@ -182,6 +191,8 @@ class ClassifierTrainer:
             num_workers=self.options.num_workers if train else 0,
             seed=self.options.seed + 1000 * self.context.rank + (0 if train else 500) + self.epoch,
             case_ids=case_ids,
+            augmentation=self.recipe.augmentation,
+            balanced_sampling=train and self.recipe.balanced_sampling,
         )
 
     # ----------------------------------------------------------- checkpoints
@@ -191,6 +202,8 @@ class ClassifierTrainer:
             "fold": str(self.fold),
             "task_name": self.paths.task_name,
             "plans_identifier": self.plans_identifier,
+            "trainer": self.trainer_name,
+            "recipe": self.recipe.to_dict(),
             "network": "I3D",
             "num_input_channels": self.plans.num_modalities + 1,
             "head_names": self.plans.head_names,
@@ -239,10 +252,10 @@ class ClassifierTrainer:
         target = batch["target"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            loss = summed_cross_entropy(self.model(data), target)
+            loss = summed_cross_entropy(self.model(data), target, self.recipe.label_smoothing)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), GRADIENT_CLIP)
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.recipe.gradient_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach())
@@ -261,7 +274,7 @@ class ClassifierTrainer:
 
     def _run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
         start = time.perf_counter()
-        lr = poly_lr(self.epoch, self.options.max_num_epochs)
+        lr = self.recipe.learning_rate_at(self.epoch, self.options.max_num_epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()

@@ -1,0 +1,101 @@
+"""Training recipes: schedules, the registry, round-trips, checks, and the pieces they switch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from universalclassifier.errors import UserInputError
+from universalclassifier.network.i3d import build_network
+from universalclassifier.training.augmentation import class_balanced_weights, training_transforms
+from universalclassifier.training.recipes import AUC23, DEFAULT, RECIPES, Recipe, recipe_for
+from universalclassifier.training.trainer import make_optimizer
+
+
+def test_auc23_is_the_predecessors_recipe():
+    assert recipe_for("ClassifierTrainerAUC23") == AUC23
+    assert (AUC23.optimizer, AUC23.learning_rate, AUC23.momentum, AUC23.weight_decay) == ("sgd", 1e-2, 0.99, 3e-5)
+    assert (AUC23.normalization, AUC23.augmentation, AUC23.gradient_clip) == ("batch", "nnunet", 12.0)
+    assert AUC23.learning_rate_at(0, 200) == pytest.approx(1e-2)
+    assert AUC23.learning_rate_at(100, 200) == pytest.approx(1e-2 * 0.5**0.9)
+    assert AUC23.learning_rate_at(199, 200) == pytest.approx(1e-2 * (1 / 200) ** 0.9)
+
+
+def test_warm_up_then_cosine():
+    recipe = dataclasses.replace(AUC23, warmup_epochs=4, schedule="cosine", learning_rate=1.0)
+    rates = [recipe.learning_rate_at(e, 24) for e in range(24)]
+    assert rates[:5] == pytest.approx([0.1, 0.325, 0.55, 0.775, 1.0])
+    assert rates[14] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(rates[4:], rates[5:])) and rates[-1] < 0.01
+    # a warm-up longer than training is shortened so the peak is still reached
+    assert dataclasses.replace(recipe, warmup_epochs=50).learning_rate_at(1, 2) == pytest.approx(1.0)
+
+
+def test_registry_and_round_trip():
+    assert recipe_for("ClassifierTrainer") is DEFAULT and set(RECIPES) == {"ClassifierTrainer", "ClassifierTrainerAUC23"}
+    with pytest.raises(UserInputError, match="Unknown trainer 'nnUNetTrainerV2': choose one of ClassifierTrainer"):
+        recipe_for("nnUNetTrainerV2")
+    assert Recipe.from_dict(DEFAULT.to_dict()) == DEFAULT
+    with pytest.raises(UserInputError, match="lacks"):
+        Recipe.from_dict({"optimizer": "sgd"})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"optimizer": "adam"}, "optimizer must be one of"), ({"normalization": "layer"}, "normalization must be one of"),
+     ({"learning_rate": 0.0}, "out of range"), ({"dropout": 1.0}, "out of range"), ({"gradient_clip": 0}, "out of range")],
+)
+def test_bad_recipes_are_refused(change, message):
+    with pytest.raises(UserInputError, match=message):
+        dataclasses.replace(DEFAULT, **change).check()
+
+
+def test_optimizers_follow_the_recipe():
+    parameters = [torch.nn.Parameter(torch.zeros(3))]
+    sgd = make_optimizer(AUC23, parameters)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.99
+    adamw = make_optimizer(dataclasses.replace(AUC23, optimizer="adamw", weight_decay=0.05), parameters)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.05
+
+
+def test_group_norm_network_is_independent_of_the_batch():
+    torch.manual_seed(0)
+    network = build_network(2, [2], normalization="group").eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in network.modules())
+    x = torch.randn(3, 2, 12, 16, 16)
+    alone = network(x[:1])[0]
+    together = network(x)[0][:1]
+    torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-5)
+    # in training mode too (BatchNorm would mix the cases of a batch)
+    network.train()
+    network.dropout.p = 0.0
+    torch.testing.assert_close(network(x[:1])[0], network(x)[0][:1], rtol=1e-4, atol=1e-5)
+
+
+def test_class_balanced_weights():
+    weights = class_balanced_weights(np.array([0, 0, 0, 0, 0, 0, 1, 1]))
+    assert weights.sum() == pytest.approx(1)
+    assert weights[:6].sum() == pytest.approx(0.5) and weights[6:].sum() == pytest.approx(0.5)
+    assert class_balanced_weights(np.array([2, 0, 1])) == pytest.approx([1 / 3] * 3)
+
+
+def test_light_augmentation_drops_smoothing_transforms(tmp_path):
+    from universalclassifier.plans import Plans
+
+    plans = Plans(
+        task_name="Task001_X", modalities=["T1"], normalization_schemes=["zscore"], use_mask_for_norm=[False],
+        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        target_spacing=[1.0, 1.0, 1.0], image_size=[8, 8, 8], batch_size=2, do_dummy_2D_data_aug=False,
+        num_roi_classes=3, uses_roi=True, classification_labels=[], num_training_cases=6,
+    )
+    names = lambda augmentation: [type(t).__name__ for t in training_transforms(plans, augmentation).transforms]  # noqa: E731
+    full, light = names("nnunet"), names("light")
+    for dropped in ("GaussianNoiseTransform", "GaussianBlurTransform", "SimulateLowResolutionTransform", "GammaTransform"):
+        assert dropped in full and dropped not in light
+    assert "MirrorTransform" in light and "SpatialTransform" in light
+    assert not training_transforms(plans, "light").transforms[1].do_elastic_deform
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        training_transforms(plans, "heavy")

@@ -1,0 +1,277 @@
+"""The radiomics reference of a task: cached features, the deep model's folds, out-of-fold predictions and metrics.
+
+`uc_radiomics DATA -t ID` runs `run_radiomics_reference`; `reference_scores` is the same model for in-process use
+(benchmarks). Outputs, next to the deep model's trainer folder so that uc_summarize can put both side by side:
+
+    DATA/preprocessed/TaskXXX_Name/radiomics/features.csv (+ features.json: settings and input signatures)
+    DATA/trained_models/nnUNet/3d_fullres/TaskXXX_Name/RadiomicsReference/
+        radiomics_summary.json
+        fold_N/validation/predictions.csv  predictions.json  summary.json   (the deep trainer's formats)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from universalclassifier.dataset.dataset_json import ClassificationLabel
+from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
+from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.summarize import REFERENCE_LABEL
+from universalclassifier.parallel import map_with_progress
+from universalclassifier.paths import TaskPaths
+from universalclassifier.radiomics.features import case_features, feature_settings, require_mirp
+from universalclassifier.radiomics.model import fit_reference, predict_reference
+from universalclassifier.training.metrics import summarize_heads
+from universalclassifier.training.splits import fold_cases, load_or_create_splits
+
+logger = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.csv"
+FEATURES_METADATA_FILE = "features.json"
+SUMMARY_FILE = "radiomics_summary.json"
+
+
+@dataclass
+class FeatureTable:
+    """Radiomics features of several cases: one row per case id, NaN where a feature is missing for a case."""
+
+    case_ids: list[str]
+    columns: list[str]
+    values: np.ndarray
+
+    def rows(self, case_ids: Sequence[str]) -> np.ndarray:
+        """The rows of `case_ids`, in that order."""
+        index = {case_id: i for i, case_id in enumerate(self.case_ids)}
+        return self.values[[index[c] for c in case_ids]]
+
+
+def feature_table(rows: Mapping[str, Mapping[str, float]]) -> FeatureTable:
+    """A table of {case id: case_features(...)}: rows sorted by case id, columns in first-seen order, absent NaN."""
+    case_ids = sorted(rows)
+    columns = list(dict.fromkeys(name for case_id in case_ids for name in rows[case_id]))
+    values = np.array(
+        [[rows[c].get(name, math.nan) for name in columns] for c in case_ids], dtype=np.float64
+    ).reshape(len(case_ids), len(columns))
+    return FeatureTable(case_ids, columns, values)
+
+
+def compute_features(
+    cases: Sequence[tuple[Sequence[Path], Path | None]], num_workers: int = 1, show_progress: bool = True
+) -> list[dict[str, float]]:
+    """`case_features` of every (image files, ROI file or None) case, in input order, over `num_workers` processes."""
+    return list(
+        map_with_progress(
+            case_features,
+            [([Path(p) for p in images], None if roi is None else Path(roi)) for images, roi in cases],
+            num_workers,
+            "Radiomics features",
+            show_progress,
+        )
+    )
+
+
+def reference_scores(
+    train_cases: Sequence[tuple[Sequence[Path], Path | None]],
+    train_targets: Mapping[str, Sequence[int]],
+    test_cases: Sequence[tuple[Sequence[Path], Path | None]],
+    num_values: Mapping[str, int],
+    num_workers: int = 1,
+    seed: int = 12345,
+    show_progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Fit the radiomics reference on the training cases and return, per head, the test probabilities.
+
+    A case is (image files, one per modality in dataset.json order; ROI label map or None). `train_targets` maps
+    each head to one integer value per training case; `num_values[head]` is that head's number of values. Returns
+    {head: (number of test cases, num_values[head]) array}, rows in `test_cases` order.
+    """
+    require_mirp()
+    cases = list(train_cases) + list(test_cases)
+    computed = compute_features(cases, num_workers, show_progress)
+    table = feature_table({f"{i:09d}": row for i, row in enumerate(computed)})  # zero-padded keys keep the input order
+    models = fit_reference(table.values[: len(train_cases)], train_targets, num_values, seed)
+    return predict_reference(models, table.values[len(train_cases):])
+
+
+def _signature(case: CaseFiles) -> list[list]:
+    """Name, size and modification time of a case's input files: a changed file invalidates its cached features."""
+    files = list(case.images) + ([case.roi] if case.roi is not None else [])
+    return [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+
+
+def _write_features(folder: Path, table: FeatureTable, metadata: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / FEATURES_FILE, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id"] + table.columns)
+        for case_id, row in zip(table.case_ids, table.values):
+            writer.writerow([case_id] + [repr(float(v)) for v in row])
+    (folder / FEATURES_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def _read_cached_rows(folder: Path, settings: dict, signatures: Mapping[str, list]) -> dict[str, dict[str, float]]:
+    """Cached feature rows still valid: same settings and unchanged input files; {} when there is no usable cache."""
+    try:
+        metadata = json.loads((folder / FEATURES_METADATA_FILE).read_text())
+        with open(folder / FEATURES_FILE, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            rows = {line[0]: dict(zip(header[1:], map(float, line[1:]))) for line in reader}
+    except (OSError, ValueError, StopIteration, IndexError) as exc:
+        if (folder / FEATURES_FILE).exists():
+            logger.warning("Cannot read the cached radiomics features in %s (%s); computing them again.", folder, exc)
+        return {}
+    if metadata.get("settings") != settings:
+        logger.info("The cached radiomics features in %s were made with other settings; computing them again.", folder)
+        return {}
+    cached = metadata.get("cases", {})
+    return {c: row for c, row in rows.items() if c in signatures and cached.get(c) == signatures[c]}
+
+
+def cached_feature_table(
+    paths: TaskPaths, task: ValidatedTask, num_workers: int = 1, show_progress: bool = True
+) -> FeatureTable:
+    """Features of every training case: reused from DATA/preprocessed/TaskXXX/radiomics/ where still valid."""
+    folder = paths.radiomics_features_folder
+    settings = feature_settings()
+    signatures = {case.case_id: _signature(case) for case in task.cases}
+    rows = _read_cached_rows(folder, settings, signatures)
+    missing = [case for case in task.cases if case.case_id not in rows]
+    if rows:
+        logger.info("Reusing the cached radiomics features of %d case(s) from %s.", len(rows), folder / FEATURES_FILE)
+    if missing:
+        logger.info("Computing radiomics features of %d case(s) with %d worker(s).", len(missing), num_workers)
+        computed = compute_features([(case.images, case.roi) for case in missing], num_workers, show_progress)
+        rows.update({case.case_id: row for case, row in zip(missing, computed)})
+    table = feature_table(rows)
+    _write_features(folder, table, {"settings": settings, "cases": signatures})
+    return table
+
+
+def _write_fold(
+    folder: Path,
+    fold: int,
+    case_ids: list[str],
+    heads: Sequence[ClassificationLabel],
+    targets: Mapping[str, list[int]],
+    probabilities: Mapping[str, np.ndarray],
+) -> dict:
+    """validation/predictions.json, predictions.csv and summary.json of one fold, as the deep trainer writes them."""
+    validation = folder / f"fold_{fold}" / "validation"
+    validation.mkdir(parents=True, exist_ok=True)
+    names = [head.name for head in heads]
+    per_case = {
+        case_id: {
+            name: {"target": targets[name][n], "probabilities": probabilities[name][n].astype(float).tolist()}
+            for name in names
+        }
+        for n, case_id in enumerate(case_ids)
+    }
+    (validation / "predictions.json").write_text(json.dumps(per_case, indent=2) + "\n")
+    with open(validation / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["case_id"]
+        for head in heads:
+            header += [f"{head.name}_target"] + [f"{head.name}_p{v}" for v in range(head.num_values)]
+        writer.writerow(header)
+        for n, case_id in enumerate(case_ids):
+            row: list = [case_id]
+            for name in names:
+                row += [targets[name][n]] + [f"{p:.6f}" for p in probabilities[name][n]]
+            writer.writerow(row)
+    summary = summarize_heads(names, [head.num_values for head in heads], targets, probabilities)
+    (validation / "summary.json").write_text(json.dumps({"fold": str(fold), "heads": summary}, indent=2) + "\n")
+    return summary
+
+
+def _format_auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def run_radiomics_reference(
+    data_root: Path | str,
+    task: str | int,
+    folds: Sequence[int] | None = None,
+    num_workers: int = 2,
+    show_progress: bool = True,
+    seed: int = 12345,
+) -> dict:
+    """Cross-validate the radiomics reference of a task on the deep model's folds and write its folder.
+
+    Validates the raw task like plan & preprocess, computes (or reuses) the features of every training case, reads
+    or creates DATA/preprocessed/TaskXXX/splits_final.json exactly as training does, fits on each fold's training
+    cases and predicts its validation cases. Returns the pooled out-of-fold summary written to radiomics_summary.json.
+    """
+    require_mirp()
+    if num_workers < 1:
+        raise UserInputError(f"--num_workers must be at least 1 (got {num_workers}).")
+    paths = TaskPaths.find(data_root, task)
+    logger.info("Radiomics reference of %s from %s", paths.task_name, paths.raw)
+    validated = validate_task(paths.raw, num_workers, show_progress)
+    heads = validated.description.classification_labels
+    table = cached_feature_table(paths, validated, num_workers, show_progress)
+
+    case_ids = sorted(case.case_id for case in validated.cases)
+    targets_of = {case.case_id: case.targets for case in validated.cases}
+    per_head = {head.name: [targets_of[c][head.name] for c in case_ids] for head in heads}
+    splits = load_or_create_splits(paths.splits_file, case_ids, per_head)
+    chosen = list(range(len(splits))) if folds is None else sorted(set(folds))
+    fold_sets = [fold_cases(splits, fold, case_ids) for fold in chosen]  # refuses unknown folds before any fitting
+    num_values = {head.name: head.num_values for head in heads}
+
+    out = paths.reference_folder()
+    pooled: dict[str, dict[str, np.ndarray]] = {}  # a case validated in two folds keeps its first prediction
+    chosen_c: dict[str, dict[str, float | None]] = {}
+    for fold, (train, val) in zip(chosen, fold_sets):
+        if not train or not val:
+            raise UserInputError(
+                f"Fold {fold} of {paths.splits_file} has {len(train)} training and {len(val)} validation case(s); "
+                "every fold needs both: fix the file or delete it to have it recreated."
+            )
+        train_targets = {name: [targets_of[c][name] for c in train] for name in num_values}
+        val_targets = {name: [targets_of[c][name] for c in val] for name in num_values}
+        models = fit_reference(table.rows(train), train_targets, num_values, seed)
+        probabilities = predict_reference(models, table.rows(val))
+        summary = _write_fold(out, fold, val, heads, val_targets, probabilities)
+        chosen_c[f"fold_{fold}"] = {name: model.c for name, model in models.items()}
+        logger.info(
+            "Fold %d: %d training, %d validation cases; %s",
+            fold, len(train), len(val),
+            ", ".join(f"{name} AUC {_format_auc(m['auc'])} (C={models[name].c})" for name, m in summary.items()),
+        )
+        for n, case_id in enumerate(val):
+            pooled.setdefault(case_id, {name: probabilities[name][n] for name in num_values})
+
+    pooled_ids = list(pooled)
+    metrics = summarize_heads(
+        list(num_values),
+        list(num_values.values()),
+        {name: [targets_of[c][name] for c in pooled_ids] for name in num_values},
+        {name: np.array([pooled[c][name] for c in pooled_ids]) for name in num_values},
+    )
+    result = {
+        "task": paths.task_name,
+        "model": REFERENCE_LABEL,
+        "folds": [f"fold_{fold}" for fold in chosen],
+        "num_cases": len(pooled_ids),
+        "num_features": len(table.columns),
+        "features": feature_settings(),
+        "chosen_C": chosen_c,
+        "heads": metrics,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    logger.info(
+        "Radiomics reference, %d out-of-fold case(s) over %d fold(s): %s. Written to %s; run uc_summarize to compare "
+        "it with the deep model.",
+        len(pooled_ids), len(chosen), ", ".join(f"{n} AUC {_format_auc(m['auc'])}" for n, m in metrics.items()), out,
+    )
+    return result

@@ -1,0 +1,115 @@
+"""Training recipes: every choice around the I3D backbone, as a typed record, and the registry of named trainers.
+
+A trainer name on the command line (`uc_train DATA 3d_fullres ClassifierTrainer ...`) picks a recipe from
+`RECIPES`; the recipe is saved in every checkpoint's metadata, and its network fields (normalization layers,
+dropout) are what inference rebuilds the network from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from universalclassifier.errors import UserInputError
+from universalclassifier.paths import TRAINER
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a fold is trained. See README "Training recipe" for the measurements behind the defaults."""
+
+    optimizer: str  # "sgd" (Nesterov) or "adamw"
+    learning_rate: float
+    momentum: float  # SGD only
+    weight_decay: float
+    warmup_epochs: int  # linear warm-up from lr/10 over these epochs, then the decay
+    schedule: str  # "poly" (exponent 0.9) or "cosine"
+    gradient_clip: float
+    normalization: str  # "batch" or "group" (network layers)
+    dropout: float  # before the heads
+    roi_pooling: bool  # heads also see early features averaged inside each ROI label (see network/i3d.py)
+    label_smoothing: float
+    augmentation: str  # "nnunet" (nnU-Net v1 3D defaults) or "light" (spatial + mirroring, milder intensity)
+    balanced_sampling: bool  # draw training cases with inverse class frequency (first head)
+
+    def check(self) -> None:
+        """Refuse unknown choices and out-of-range numbers."""
+        choices = {
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("poly", "cosine"),
+            "normalization": ("batch", "group"),
+            "augmentation": ("nnunet", "light"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserInputError(f"Recipe {name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if not (self.learning_rate > 0 and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
+            raise UserInputError(f"Recipe numbers out of range: {self}.")
+        if self.warmup_epochs < 0 or self.gradient_clip <= 0:
+            raise UserInputError(f"Recipe numbers out of range: {self}.")
+
+    def learning_rate_at(self, epoch: int, max_epochs: int) -> float:
+        """The learning rate of an epoch: linear warm-up, then poly or cosine decay to (almost) zero."""
+        warmup = min(self.warmup_epochs, max_epochs - 1)
+        if epoch < warmup:
+            return self.learning_rate * (0.1 + 0.9 * epoch / warmup)
+        progress = (epoch - warmup) / max(1, max_epochs - warmup)
+        if self.schedule == "poly":
+            return self.learning_rate * (1 - progress) ** 0.9
+        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Recipe":
+        """Rebuild a recipe saved by `to_dict`, refusing missing keys."""
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in raw]
+        if missing:
+            raise UserInputError(f"The saved recipe lacks {missing}; it was written by another version.")
+        return cls(**{n: raw[n] for n in names})
+
+
+# The AUC23 baseline's recipe (nnU-Net's segmentation defaults), kept for reproduction.
+AUC23 = Recipe(
+    optimizer="sgd",
+    learning_rate=1e-2,
+    momentum=0.99,
+    weight_decay=3e-5,
+    warmup_epochs=0,
+    schedule="poly",
+    gradient_clip=12.0,
+    normalization="batch",
+    dropout=0.5,
+    roi_pooling=False,
+    label_smoothing=0.0,
+    augmentation="nnunet",
+    balanced_sampling=False,
+)
+
+# The default: what won on the quality suite (benchmarks/bench_quality.py; README "Training recipe").
+DEFAULT = Recipe(
+    optimizer="adamw",
+    learning_rate=1e-4,
+    momentum=0.0,
+    weight_decay=0.05,
+    warmup_epochs=3,
+    schedule="cosine",
+    gradient_clip=5.0,
+    normalization="group",
+    dropout=0.3,
+    roi_pooling=True,
+    label_smoothing=0.0,
+    augmentation="light",
+    balanced_sampling=True,
+)
+
+RECIPES: dict[str, Recipe] = {TRAINER: DEFAULT, f"{TRAINER}AUC23": AUC23}
+
+
+def recipe_for(trainer: str) -> Recipe:
+    """The recipe registered under a trainer name, or a clear error listing the names."""
+    if trainer not in RECIPES:
+        raise UserInputError(f"Unknown trainer '{trainer}': choose one of {', '.join(RECIPES)}.")
+    return RECIPES[trainer]
