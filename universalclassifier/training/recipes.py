@@ -8,7 +8,7 @@ dropout) are what inference rebuilds the network from.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TRAINER
@@ -60,15 +60,6 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "Recipe":
-        """Rebuild a recipe saved by `to_dict`, refusing missing keys."""
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in raw]
-        if missing:
-            raise UserInputError(f"The saved recipe lacks {missing}; it was written by another version.")
-        return cls(**{n: raw[n] for n in names})
 
 
 # The AUC23 baseline's recipe (nnU-Net's segmentation defaults), kept for reproduction.
