@@ -12,7 +12,7 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.network.i3d import build_network
 from universalclassifier.training.augmentation import class_balanced_weights, training_transforms
 from universalclassifier.training.recipes import AUC23, DEFAULT, RECIPES, Recipe, recipe_for
-from universalclassifier.training.trainer import make_optimizer
+from universalclassifier.training.trainer import make_optimizer, set_learning_rate
 
 
 def test_auc23_is_the_predecessors_recipe():
@@ -44,7 +44,8 @@ def test_registry_and_round_trip():
 @pytest.mark.parametrize(
     "change, message",
     [({"optimizer": "adam"}, "optimizer must be one of"), ({"normalization": "layer"}, "normalization must be one of"),
-     ({"learning_rate": 0.0}, "out of range"), ({"dropout": 1.0}, "out of range"), ({"gradient_clip": 0}, "out of range")],
+     ({"learning_rate": 0.0}, "out of range"),
+     ({"head_learning_rate_factor": 0.0}, "out of range"), ({"dropout": 1.0}, "out of range"), ({"gradient_clip": 0}, "out of range")],
 )
 def test_bad_recipes_are_refused(change, message):
     with pytest.raises(UserInputError, match=message):
@@ -52,11 +53,17 @@ def test_bad_recipes_are_refused(change, message):
 
 
 def test_optimizers_follow_the_recipe():
-    parameters = [torch.nn.Parameter(torch.zeros(3))]
-    sgd = make_optimizer(AUC23, parameters)
+    network = build_network(2, [2, 3])
+    sgd = make_optimizer(AUC23, network)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.99
-    adamw = make_optimizer(dataclasses.replace(AUC23, optimizer="adamw", weight_decay=0.05), parameters)
+    recipe = dataclasses.replace(AUC23, optimizer="adamw", weight_decay=0.05, head_learning_rate_factor=10.0)
+    adamw = make_optimizer(recipe, network)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.05
+    backbone, heads = adamw.param_groups
+    assert sum(p.numel() for p in heads["params"]) == sum(p.numel() for p in network.heads.parameters())
+    assert len(backbone["params"]) + len(heads["params"]) == len(list(network.parameters()))
+    set_learning_rate(adamw, 1e-4)
+    assert backbone["lr"] == pytest.approx(1e-4) and heads["lr"] == pytest.approx(1e-3)
 
 
 def test_group_norm_network_is_independent_of_the_batch():

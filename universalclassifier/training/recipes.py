@@ -20,6 +20,7 @@ class Recipe:
 
     optimizer: str  # "sgd" (Nesterov) or "adamw"
     learning_rate: float
+    head_learning_rate_factor: float  # the heads train at this multiple of the backbone's learning rate
     momentum: float  # SGD only
     weight_decay: float
     warmup_epochs: int  # linear warm-up from lr/10 over these epochs, then the decay
@@ -43,7 +44,7 @@ class Recipe:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserInputError(f"Recipe {name} must be one of {allowed}, got {getattr(self, name)!r}.")
-        if not (self.learning_rate > 0 and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
+        if not (self.learning_rate > 0 and self.head_learning_rate_factor > 0 and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
             raise UserInputError(f"Recipe numbers out of range: {self}.")
         if self.warmup_epochs < 0 or self.gradient_clip <= 0:
             raise UserInputError(f"Recipe numbers out of range: {self}.")
@@ -66,6 +67,7 @@ class Recipe:
 AUC23 = Recipe(
     optimizer="sgd",
     learning_rate=1e-2,
+    head_learning_rate_factor=1.0,
     momentum=0.99,
     weight_decay=3e-5,
     warmup_epochs=0,
@@ -83,6 +85,7 @@ AUC23 = Recipe(
 DEFAULT = Recipe(
     optimizer="adamw",
     learning_rate=1e-4,
+    head_learning_rate_factor=1.0,
     momentum=0.0,
     weight_decay=0.05,
     warmup_epochs=3,

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from universalclassifier.errors import UserInputError
-from universalclassifier.network.i3d import network_for
+from universalclassifier.network.i3d import I3DClassifier, network_for
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, TaskPaths
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
@@ -82,14 +82,28 @@ def summed_cross_entropy(
     )
 
 
-def make_optimizer(recipe: Recipe, parameters) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW, as the recipe says (the learning rate is set every epoch)."""
+def make_optimizer(recipe: Recipe, network: I3DClassifier) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum or AdamW, as the recipe says, with the heads in their own parameter group.
+
+    Each group carries an "lr_factor" (1 for the backbone, the recipe's head factor for the heads); the learning
+    rate itself is set every epoch by `set_learning_rate`.
+    """
+    head_ids = {id(p) for p in network.heads.parameters()}
+    groups = [
+        {"params": [p for p in network.parameters() if id(p) not in head_ids], "lr_factor": 1.0},
+        {"params": list(network.heads.parameters()), "lr_factor": recipe.head_learning_rate_factor},
+    ]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            parameters, lr=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-            nesterov=True,
+            groups, lr=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=True
         )
-    return torch.optim.AdamW(parameters, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(groups, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """Set every parameter group's learning rate to `learning_rate` times the group's "lr_factor"."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate * group["lr_factor"]
 
 
 class ClassifierTrainer:
@@ -131,7 +145,7 @@ class ClassifierTrainer:
             if self.context.enabled
             else self.network
         )
-        self.optimizer = make_optimizer(self.recipe, self.network.parameters())
+        self.optimizer = make_optimizer(self.recipe, self.network)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
         self.log: dict = {
@@ -275,8 +289,7 @@ class ClassifierTrainer:
     def _run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
         start = time.perf_counter()
         lr = self.recipe.learning_rate_at(self.epoch, self.options.max_num_epochs)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         self.model.train()
         losses, waited = [], 0.0
         steps = tqdm(
