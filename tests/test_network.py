@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from universalclassifier.network.i3d import (
+    FINE_ROI_CHANNELS,
     NUM_FEATURES,
     ROI_POOLING_FEATURES,
     I3DClassifier,
@@ -221,3 +222,23 @@ def test_roi_pooling_heads_see_each_roi_label() -> None:
     outside = (network(moved)[0] - baseline).abs().max()
     inside = (network(changed)[0] - baseline).abs().max()
     assert outside < 0.1 * inside
+
+
+def test_fine_roi_features_read_the_input_inside_each_label() -> None:
+    torch.manual_seed(0)
+    network = build_network(3, [2], dropout=0.0, normalization="group", num_roi_classes=3, fine_roi_features=True)
+    per_label = ROI_POOLING_FEATURES + 2 * FINE_ROI_CHANNELS + 2 * 2 + 1
+    assert network.heads[0].in_features == NUM_FEATURES + 2 * per_label
+    x = torch.randn(1, 3, 16, 24, 24)
+    x[:, -1] = 1 / 3
+    x[:, -1, 6:10, 8:14, 8:14] = 2 / 3  # label 2: 4 x 6 x 6 voxels
+    network.eval()
+    features = {}
+    network.heads[0].register_forward_hook(lambda module, inputs, output: features.update(x=inputs[0]))
+    network(x)
+    label2 = features["x"][0, NUM_FEATURES + per_label + ROI_POOLING_FEATURES + 2 * FINE_ROI_CHANNELS :]
+    inside = x[0, :2, 6:10, 8:14, 8:14].flatten(1)
+    expected = torch.cat([inside.mean(1), inside.std(1, unbiased=False), torch.tensor([(144 / (16 * 24 * 24)) ** (1 / 3)])])
+    torch.testing.assert_close(label2[[0, 1, 2, 3, 4]], expected, atol=2e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="fine_roi_features needs ROI pooling"):
+        build_network(2, [2], num_roi_classes=0, fine_roi_features=True)

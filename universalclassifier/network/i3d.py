@@ -34,6 +34,10 @@ CHANNELS_PER_GROUP = 16
 # few voxels across still span several feature voxels; it pools their mean and standard deviation in each ROI label.
 ROI_POOLING_LAYER = "Conv3d_1a_7x7"
 ROI_POOLING_FEATURES = 2 * 64
+# The fine ROI branch: two 3x3x3 convolutions at the input's full resolution, pooled like the stem (mean and SD per
+# ROI label), beside the mean and SD of each input image channel and the label's size (cube root of its volume
+# fraction): lesions only a few voxels across keep their texture and outline there.
+FINE_ROI_CHANNELS = 32
 NORMALIZATIONS = ("batch", "group")
 
 # Branch widths of every Inception block: (1x1x1, 3x3x3 reduce, 3x3x3, 3x3x3 reduce, 3x3x3, pool projection).
@@ -200,6 +204,7 @@ class I3DClassifier(nn.Module):
         dropout: float = 0.5,
         normalization: str = "batch",
         num_roi_classes: int = 0,
+        fine_roi_features: bool = False,
     ) -> None:
         super().__init__()
         in_channels = _positive_int(in_channels, "in_channels", 1)
@@ -214,6 +219,8 @@ class I3DClassifier(nn.Module):
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if num_roi_classes != 0:
             num_roi_classes = _positive_int(num_roi_classes, "num_roi_classes", 2)
+        if fine_roi_features and not num_roi_classes:
+            raise ValueError("fine_roi_features needs ROI pooling (num_roi_classes >= 2)")
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
@@ -221,12 +228,20 @@ class I3DClassifier(nn.Module):
         self.num_roi_classes = num_roi_classes
         self.backbone = _build_backbone(in_channels, normalization)
         self.dropout = nn.Dropout(p=float(dropout))
-        num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * ROI_POOLING_FEATURES
+        per_label = ROI_POOLING_FEATURES
+        self.fine_branch: nn.Module | None = None
+        if fine_roi_features:
+            self.fine_branch = nn.Sequential(
+                ConvUnit(in_channels, FINE_ROI_CHANNELS, 3, normalization=normalization),
+                ConvUnit(FINE_ROI_CHANNELS, FINE_ROI_CHANNELS, 3, normalization=normalization),
+            )
+            per_label += 2 * FINE_ROI_CHANNELS + 2 * (in_channels - 1) + 1
+        num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * per_label
         self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
         self._initialise_weights()
 
     def _initialise_weights(self) -> None:
-        for module in self.backbone.modules():
+        for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, (nn.BatchNorm3d, nn.GroupNorm)):
@@ -243,11 +258,18 @@ class I3DClassifier(nn.Module):
             features = torch.flatten(self.backbone(x), 1)
         else:
             roi_labels = torch.round(x[:, -1:] * self.num_roi_classes)
+            masks = [roi_labels == label for label in range(1, self.num_roi_classes)]
+            fine = self.fine_branch(x) if self.fine_branch is not None else None
             h, pooled = x, []
             for name, layer in self.backbone.named_children():
                 h = layer(h)
                 if name == ROI_POOLING_LAYER:
-                    pooled = [roi_statistics(h, roi_labels == label) for label in range(1, self.num_roi_classes)]
+                    stem = h
+            for mask in masks:
+                pooled.append(roi_statistics(stem, mask))
+                if fine is not None:
+                    size = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True).pow(1 / 3)
+                    pooled += [roi_statistics(fine, mask), roi_statistics(x[:, :-1], mask), size]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
         return [head(self.dropout(features)) for head in self.heads]
 
@@ -270,9 +292,10 @@ def build_network(
     dropout: float = 0.5,
     normalization: str = "batch",
     num_roi_classes: int = 0,
+    fine_roi_features: bool = False,
 ) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
-    network = I3DClassifier(num_input_channels, head_sizes, dropout, normalization, num_roi_classes)
+    network = I3DClassifier(num_input_channels, head_sizes, dropout, normalization, num_roi_classes, fine_roi_features)
     logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
         "class(es), %d parameters",
@@ -294,4 +317,5 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         recipe["dropout"],
         recipe["normalization"],
         plans.num_roi_classes if recipe["roi_pooling"] else 0,
+        bool(recipe.get("fine_roi_features", False)) and recipe["roi_pooling"] and plans.num_roi_classes >= 2,
     )

@@ -29,6 +29,7 @@ class Recipe:
     normalization: str  # "batch" or "group" (network layers)
     dropout: float  # before the heads
     roi_pooling: bool  # heads also see early features averaged inside each ROI label (see network/i3d.py)
+    fine_roi_features: bool  # with roi_pooling: a full-resolution ROI branch and input statistics per label
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults) or "light" (spatial + mirroring, milder intensity)
     balanced_sampling: bool  # draw training cases with inverse class frequency (first head)
@@ -76,6 +77,7 @@ AUC23 = Recipe(
     normalization="batch",
     dropout=0.5,
     roi_pooling=False,
+    fine_roi_features=False,
     label_smoothing=0.0,
     augmentation="nnunet",
     balanced_sampling=False,
@@ -94,6 +96,7 @@ DEFAULT = Recipe(
     normalization="group",
     dropout=0.3,
     roi_pooling=True,
+    fine_roi_features=False,
     label_smoothing=0.0,
     augmentation="light",
     balanced_sampling=True,
