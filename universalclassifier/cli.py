@@ -53,6 +53,33 @@ def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], No
     return 0
 
 
+def _positive_count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from universalclassifier.preprocessing.preprocessor import InputLimits
+
+    defaults = InputLimits()
+    parser.add_argument(
+        "--max_input_voxels", type=_positive_count, default=defaults.max_input_voxels, metavar="N",
+        help=f"refuse image files with more voxels than this (default {defaults.max_input_voxels})",
+    )
+    parser.add_argument(
+        "--max_resampled_voxels", type=_positive_count, default=defaults.max_resampled_voxels, metavar="N",
+        help=f"refuse cases that would resample to more voxels than this (default {defaults.max_resampled_voxels})",
+    )
+
+
+def _limits(args: argparse.Namespace):
+    from universalclassifier.preprocessing.preprocessor import InputLimits
+
+    return InputLimits(args.max_input_voxels, args.max_resampled_voxels)
+
+
 def plan_and_preprocess_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_plan_and_preprocess",
@@ -71,6 +98,7 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accepted for nnU-Net compatibility; the task is always validated before planning",
     )
+    _add_limit_options(parser)
     _add_common_options(parser)
     return parser
 
@@ -80,7 +108,10 @@ def _plan_and_preprocess(args: argparse.Namespace) -> None:
 
     if args.tf < 1:
         raise UserInputError(f"-tf must be at least 1 (got {args.tf}).")
-    plan_and_preprocess(args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet)
+    plan_and_preprocess(
+        args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet,
+        limits=_limits(args),
+    )
 
 
 def plan_and_preprocess_main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +141,7 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
     parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
     parser.add_argument("--overwrite_existing", action="store_true", help="predict cases whose JSON already exists")
+    _add_limit_options(parser)
     _add_common_options(parser)
     return parser
 
@@ -131,6 +163,7 @@ def _predict(args: argparse.Namespace) -> None:
         tta=args.tta,
         overwrite=args.overwrite_existing,
         show_progress=not args.quiet,
+        limits=_limits(args),
     )
     if failed:
         raise UserInputError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the log above).")

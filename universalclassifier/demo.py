@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 TASK_ID = 1
 TASK_NAME = "Demo"
 NUM_FOLDS = 5
+DEMO_MARKER = ".universalclassifier_demo"  # written into the data roots the demo creates; required before it deletes
+PREDICTIONS_FOLDER = "test_predictions"
 
 
 @dataclass
@@ -37,13 +39,42 @@ class DemoSettings:
     num_workers: int = 1
 
 
-def _prepare_output(output: Path) -> None:
-    """Start from an empty folder; only a previous demo's folder is ever deleted."""
-    if output.exists() and any(output.iterdir()):
-        if not (output / "raw" / "nnUNet_raw_data" / f"Task{TASK_ID:03d}_{TASK_NAME}").is_dir():
-            raise UserInputError(f"{output} exists and is not a demo folder; choose another --output.")
-        shutil.rmtree(output)
+def demo_created_paths(output: Path) -> list[Path]:
+    """Everything a demo run creates in its data root (the marker file aside): its task's folders and predictions."""
+    task = f"Task{TASK_ID:03d}_{TASK_NAME}"
+    return [
+        output / "raw" / "nnUNet_raw_data" / task,
+        output / "preprocessed" / task,
+        output / "trained_models" / "nnUNet" / "3d_fullres" / task,
+        output / PREDICTIONS_FOLDER,
+    ]
+
+
+def prepare_output(output: Path) -> None:
+    """Make `output` ready for a run: an empty or missing folder gets the demo marker; in a folder that holds the
+    marker (made by an earlier demo run), only the demo's own task folders are removed. Anything else is refused,
+    so that the demo never deletes data it did not create."""
+    if output.exists() and not output.is_dir():
+        raise UserInputError(f"--output {output} is a file; choose a folder.")
+    if output.is_dir() and any(output.iterdir()):
+        if not (output / DEMO_MARKER).is_file():
+            raise UserInputError(
+                f"{output} is not empty and is not a demo folder (it has no {DEMO_MARKER}, which the demo writes into "
+                "the folders it creates); the demo deletes nothing it did not create: choose another --output, or an "
+                "empty folder."
+            )
+        for path in demo_created_paths(output):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                logger.info("Removing the previous demo run's %s", path)
+                shutil.rmtree(path)
+        return
     output.mkdir(parents=True, exist_ok=True)
+    (output / DEMO_MARKER).write_text(
+        "This folder was created by `python -m universalclassifier.demo`; a later demo run into it removes only "
+        f"{', '.join(str(p.relative_to(output)) for p in demo_created_paths(output))}.\n"
+    )
 
 
 def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -> dict:
@@ -55,7 +86,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
     from universalclassifier.synthetic import generate_task
     from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
-    _prepare_output(output)
+    prepare_output(output)
     started = time.perf_counter()
     logger.info("1/5 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test)
     task = generate_task(
@@ -78,7 +109,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
     logger.info("4/5 Writing the cross-validation report")
     summary = summarize_cross_validation(paths.trainer_folder(), num_resamples=500)
     logger.info("5/5 Predicting the test cases")
-    predictions = output / "test_predictions"
+    predictions = output / PREDICTIONS_FOLDER
     predict_folder(output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress)
     truth = json.loads((task / "test_targets.json").read_text())
     cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from universalclassifier.atomic import write_json_atomic
 from universalclassifier.errors import UserInputError
 
 FORMAT_VERSION = 1
@@ -47,10 +49,14 @@ class Plans:
     def to_dict(self) -> dict:
         return {**asdict(self), "num_modalities": self.num_modalities}
 
+    def content_hash(self) -> str:
+        """SHA-256 of the plans' canonical JSON (sorted keys, no whitespace): equal plans give equal hashes."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
     def save(self, path: Path) -> None:
-        """Write the plans as indented JSON."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the plans as indented JSON, atomically (a kill leaves the old file or the new one)."""
+        write_json_atomic(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "plans") -> "Plans":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import SimpleITK as sitk
 from universalclassifier.errors import UserInputError
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+# The largest image (voxels per file) that is read at all: 512 x 512 x 1024, a thin-slice trunk CT and about twice
+# the largest routine CT. Loading one costs about 1 GiB per float32 channel (plus scipy's float64 spline prefilter
+# when it is resampled), so a header claiming more (a damaged or hostile file, a wrong format) is refused before
+# any pixel is read.
+MAX_INPUT_VOXELS = 512 * 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,33 @@ def _geometry_of(source: sitk.Image | sitk.ImageFileReader, components: int) -> 
     )
 
 
+def is_existing_file(path: Path | str) -> bool:
+    """Whether `path` is a file; False rather than an error for a path the system cannot look up (too long, ...)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def grid_problems(geometry: Geometry, max_voxels: int = MAX_INPUT_VOXELS) -> list[str]:
+    """What makes a grid unusable, as sentences ([] when fine): an empty axis, more than `max_voxels` voxels, or a
+    spacing that is not finite and positive (origin and direction must be finite too)."""
+    problems = []
+    voxels = math.prod(geometry.size)
+    if min(geometry.size, default=0) < 1:
+        problems.append(f"has size {list(geometry.size)} (z, y, x): every axis needs at least one voxel")
+    elif voxels > max_voxels:
+        problems.append(
+            f"has {voxels:,} voxels (size {list(geometry.size)}, z, y, x), more than max_input_voxels = "
+            f"{max_voxels:,}; crop or downsample it, or raise max_input_voxels if the image really is this large"
+        )
+    if not all(math.isfinite(s) and s > 0 for s in geometry.spacing):
+        problems.append(f"has spacing {list(geometry.spacing)} (z, y, x): every spacing must be a finite number > 0")
+    if not all(math.isfinite(v) for v in geometry.origin + geometry.direction):
+        problems.append("has a non-finite origin or direction in its header")
+    return problems
+
+
 def read_geometry(path: Path) -> Geometry:
     """Read only the header of an image file."""
     reader = sitk.ImageFileReader()
@@ -59,17 +92,30 @@ def read_geometry(path: Path) -> Geometry:
     return _geometry_of(reader, int(reader.GetNumberOfComponents()))
 
 
-def read_image(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
-    """Read a 3D single-channel image as an array (z, y, x) plus its geometry."""
+def read_image(
+    path: Path, dtype: type = np.float32, max_voxels: int = MAX_INPUT_VOXELS
+) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D single-channel image as an array (z, y, x) plus its geometry.
+
+    The header is checked first (3D, one component, see `grid_problems`), so that no pixel of an unusable or
+    oversized image is read.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
+        dimension, components = reader.GetDimension(), reader.GetNumberOfComponents()
+        if dimension != 3 or components != 1:
+            raise UserInputError(
+                f"Image {path} is {dimension}D with {components} component(s); "
+                "expected a 3D single-channel image (store each modality as its own 3D file)."
+            )
+        problems = grid_problems(_geometry_of(reader, components), max_voxels)
+        if problems:
+            raise UserInputError(f"Image {path} {'; '.join(problems)}.")
+        image = reader.Execute()
     except RuntimeError as exc:
         raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise UserInputError(
-            f"Image {path} is {image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} component(s); "
-            "expected a 3D single-channel image (store each modality as its own 3D file)."
-        )
     return sitk.GetArrayFromImage(image).astype(dtype, copy=False), _geometry_of(image, 1)
 
 

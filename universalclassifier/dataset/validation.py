@@ -6,11 +6,21 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from universalclassifier.dataset.dataset_json import DatasetDescription, TrainingEntry, read_dataset_json
-from universalclassifier.dataset.image_io import IMAGE_EXTENSIONS, Geometry, read_geometry, read_image, split_extension
+from universalclassifier.dataset.image_io import (
+    IMAGE_EXTENSIONS,
+    MAX_INPUT_VOXELS,
+    Geometry,
+    grid_problems,
+    is_existing_file,
+    read_geometry,
+    read_image,
+    split_extension,
+)
 from universalclassifier.errors import TaskValidationError, UserInputError
 from universalclassifier.parallel import map_with_progress
 
@@ -45,7 +55,7 @@ def find_modality_file(folder: Path, case_id: str, modality: int, preferred_ext:
     extensions = [preferred_ext] + [e for e in IMAGE_EXTENSIONS if e != preferred_ext] if preferred_ext else IMAGE_EXTENSIONS
     for ext in extensions:
         candidate = folder / f"{case_id}_{modality:04d}{ext}"
-        if candidate.is_file():
+        if is_existing_file(candidate):
             return candidate
     return None
 
@@ -69,7 +79,7 @@ def _resolve_case(
     roi = None
     if entry.label is not None:
         roi = task_folder / entry.label
-        if not roi.is_file():
+        if not is_existing_file(roi):
             problems.append(
                 f"case {entry.case_id}: ROI file {entry.label} (its 'label' entry) does not exist; add the "
                 "segmentation or fix the path."
@@ -81,7 +91,7 @@ def _resolve_case(
 def _default_roi_file(task_folder: Path, entry: TrainingEntry) -> Path | None:
     ext = split_extension(entry.image)[1] or ".nii.gz"
     candidate = task_folder / "labelsTr" / f"{entry.case_id}{ext}"
-    return candidate if candidate.is_file() else None
+    return candidate if is_existing_file(candidate) else None
 
 
 def _check_roi_rule(task_folder: Path, description: DatasetDescription, problems: list[str]) -> bool:
@@ -124,6 +134,11 @@ def _preview(items: list[str], limit: int = 5) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _short_list(values: list, limit: int = 10) -> str:
+    """A list as Python prints it, cut after `limit` items."""
+    return str(values) if len(values) <= limit else f"{str(values[:limit])[:-1]}, ... ({len(values) - limit} more)]"
+
+
 def _stray_cases(task_folder: Path, entries: list[TrainingEntry]) -> list[str]:
     folder = task_folder / "imagesTr"
     if not folder.is_dir():
@@ -158,10 +173,22 @@ def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> l
     return problems
 
 
+class CaseCheck(NamedTuple):
+    """What `check_case_files` found in one case."""
+
+    problems: list[str]
+    warnings: list[str]
+    roi_has_foreground: bool | None  # None when the ROI was not read
+
+
 def check_case_files(
-    case_id: str, images: tuple[Path, ...], roi: Path | None, roi_label_values: tuple[int, ...] | None
-) -> tuple[list[str], list[str]]:
-    """Header and ROI checks of one case; returns (problems, warnings)."""
+    case_id: str,
+    images: tuple[Path, ...],
+    roi: Path | None,
+    roi_label_values: tuple[int, ...] | None,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+) -> CaseCheck:
+    """Header and ROI checks of one case: problems, warnings and whether its ROI has foreground."""
     problems: list[str] = []
     warnings: list[str] = []
     geometries: list[tuple[Path, Geometry]] = []
@@ -183,6 +210,10 @@ def check_case_files(
                 "must be a single-channel 3D image (store each modality as its own file)."
             )
             continue
+        grid = grid_problems(geometry, max_input_voxels)
+        if grid:
+            problems.append(f"case {case_id}: {path.name} {'; '.join(grid)}.")
+            continue
         geometries.append((path, geometry))
     if len(geometries) > 1:
         reference = geometries[0][1]
@@ -191,35 +222,41 @@ def check_case_files(
                 problems.append(
                     f"case {case_id}: {difference} ({geometries[0][0].name}); resample it onto the same grid."
                 )
-    if roi is not None and roi_label_values is not None and not problems:
-        values, _ = read_image(roi, dtype=np.float64)
-        present = np.unique(values)
-        finite = present[np.isfinite(present)]
-        non_integer = finite[finite != np.round(finite)]
-        unknown = sorted(set(finite.astype(np.int64).tolist()) - set(roi_label_values))
-        if finite.size != present.size:
-            problems.append(
-                f"case {case_id}: ROI {roi.name} holds NaN or inf values; save it as an integer label map."
-            )
-        elif non_integer.size:
-            problems.append(
-                f"case {case_id}: ROI {roi.name} holds non-integer values {non_integer[:5].tolist()}; save it "
-                "as an integer label map."
-            )
-        elif unknown:
-            problems.append(
-                f"case {case_id}: ROI {roi.name} holds values {unknown} that are not in dataset.json 'labels' "
-                f"{list(roi_label_values)}; add them to 'labels' or fix the segmentation."
-            )
-        elif not np.any(present > 0):
-            warnings.append(
-                f"case {case_id}: ROI {roi.name} has no foreground; this case falls back to the nonzero crop."
-            )
-    return problems, warnings
+    if roi is None or roi_label_values is None or problems:
+        return CaseCheck(problems, warnings, None)
+    try:
+        values, _ = read_image(roi, dtype=np.float64, max_voxels=max_input_voxels)
+    except UserInputError as exc:
+        return CaseCheck([f"case {case_id}: {exc}"], warnings, None)
+    present = np.unique(values)
+    finite = present[np.isfinite(present)]
+    non_integer = finite[finite != np.round(finite)]
+    unknown = [int(v) if abs(v) < 2**53 else v for v in finite[~np.isin(finite, roi_label_values)].tolist()]
+    if finite.size != present.size:
+        problems.append(f"case {case_id}: ROI {roi.name} holds NaN or inf values; save it as an integer label map.")
+    elif non_integer.size:
+        problems.append(
+            f"case {case_id}: ROI {roi.name} holds non-integer values {non_integer[:5].tolist()}; save it "
+            "as an integer label map."
+        )
+    elif unknown:
+        problems.append(
+            f"case {case_id}: ROI {roi.name} holds values {_short_list(unknown)} that are not in dataset.json 'labels' "
+            f"{_short_list(list(roi_label_values))}; add them to 'labels' or fix the segmentation."
+        )
+    has_foreground = bool(np.any(present > 0))
+    if not problems and not has_foreground:
+        warnings.append(f"case {case_id}: ROI {roi.name} has no foreground; this case falls back to the nonzero crop.")
+    return CaseCheck(problems, warnings, has_foreground)
 
 
-def validate_task(task_folder: Path, num_workers: int = 1, show_progress: bool = True) -> ValidatedTask:
-    """Check a raw task folder (DESIGN section 3) and return its resolved cases, or raise listing every problem."""
+def validate_task(
+    task_folder: Path, num_workers: int = 1, show_progress: bool = True, max_input_voxels: int = MAX_INPUT_VOXELS
+) -> ValidatedTask:
+    """Check a raw task folder (DESIGN section 3) and return its resolved cases, or raise listing every problem.
+
+    Images with more than `max_input_voxels` voxels (read from their headers) are refused.
+    """
     description, problems = read_dataset_json(task_folder / "dataset.json")
     uses_roi = _check_roi_rule(task_folder, description, problems)
     declared = description.raw.get("numTraining")
@@ -236,15 +273,23 @@ def validate_task(task_folder: Path, num_workers: int = 1, show_progress: bool =
     checkable = [c for c in cases if len(c.images) == description.num_modalities]
     results = map_with_progress(
         check_case_files,
-        [(c.case_id, c.images, c.roi, roi_values) for c in checkable],
+        [(c.case_id, c.images, c.roi, roi_values, max_input_voxels) for c in checkable],
         num_workers,
         "Validating",
         show_progress,
     )
-    for case_problems, case_warnings in results:
-        problems.extend(case_problems)
-        for warning in case_warnings:
+    foreground = []
+    for check in results:
+        problems.extend(check.problems)
+        for warning in check.warnings:
             logger.warning(warning)
+        foreground.append(check.roi_has_foreground)
+    if uses_roi and foreground and not any(foreground) and None not in foreground:
+        problems.append(
+            "no training case's ROI has any foreground (every ROI file holds only 0); the ROIs must mark the "
+            "regions to classify: fix the segmentations, or remove every 'label' entry and 'labels' to use the "
+            "whole images."
+        )
     if problems:
         raise TaskValidationError(str(task_folder), problems)
     logger.info(

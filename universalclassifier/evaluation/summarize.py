@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.artifact import numbered_fold_folders
+from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
@@ -373,7 +374,7 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
         num_resamples,
         seed,
     )
-    (trainer_folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    (trainer_folder / REPORT_FILE).write_text(_report(summary))
+    write_json_atomic(trainer_folder / SUMMARY_FILE, summary)
+    write_text_atomic(trainer_folder / REPORT_FILE, _report(summary))
     logger.info("Wrote %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, PLOTS_FOLDER, trainer_folder)
     return summary

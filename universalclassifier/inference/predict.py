@@ -1,15 +1,97 @@
-"""`predict()`: the function a challenge container calls; loaded models are cached per artifact in the process."""
+"""`predict()`: the function a challenge container calls; loaded models are cached in the process.
+
+The cache holds at most `PREDICTOR_CACHE_SIZE` ensembles (least recently used first out). Its key is what decides
+the loaded weights, written one way only: the resolved trainer folder, the fold folders (sorted; `folds=None`
+resolved to the folds on disk) and the device with its index (`cuda` is `cuda:0` on a single-GPU machine). Loading
+is guarded by a lock per key, so threads that ask for the same ensemble at once load it once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import torch
 
+from universalclassifier.artifact import find_fold_folders, find_trainer_folder
+from universalclassifier.dataset.image_io import is_existing_file
+from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predictor import Predictor, choose_device
+from universalclassifier.preprocessing.preprocessor import MAX_INPUT_VOXELS, MAX_RESAMPLED_VOXELS
 
-_PREDICTORS: dict[tuple, Predictor] = {}
+PREDICTOR_CACHE_SIZE = 2
+
+CacheKey = tuple[str, tuple[str, ...], str]
+_PREDICTORS: OrderedDict[CacheKey, Predictor] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_LOAD_LOCKS: dict[CacheKey, threading.Lock] = {}
+
+
+def canonical_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on, written one way: `cpu`, or `cuda:N` with its index (`cuda` is the current device).
+
+    Refuses devices that are not CPU or an existing CUDA device.
+    """
+    try:
+        chosen = choose_device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserInputError(
+            f"device {device!r} is not a torch device ({exc}); use e.g. \"cpu\" or \"cuda:0\"."
+        ) from exc
+    if chosen.type == "cpu":
+        return torch.device("cpu")
+    if chosen.type != "cuda":
+        raise UserInputError(
+            f"device {device!r} is not supported; use \"cpu\" or \"cuda[:N]\" (None: CUDA if available)."
+        )
+    if not torch.cuda.is_available():
+        raise UserInputError(
+            f"device {device!r}: torch sees no CUDA device here; use \"cpu\" (or None for the default)."
+        )
+    index = torch.cuda.current_device() if chosen.index is None else chosen.index
+    if index >= torch.cuda.device_count():
+        raise UserInputError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA device(s).")
+    return torch.device("cuda", index)
+
+
+def _is_fold(fold: object) -> bool:
+    """Whether `fold` names a fold: a non-negative integer (or its digits) or "all"."""
+    if isinstance(fold, bool):
+        return False
+    return (isinstance(fold, int) and fold >= 0) or (isinstance(fold, str) and (fold == "all" or fold.isdecimal()))
+
+
+def _fold_argument(folder: Path) -> int | str:
+    """The `folds` entry naming a fold folder: N for fold_N, "all" for all."""
+    return "all" if folder.name == "all" else int(folder.name.removeprefix("fold_"))
+
+
+def _resolve(
+    artifact_path: Path | str,
+    folds: Sequence[int | str] | None,
+    task: str | int | None,
+    device: str | torch.device | None,
+) -> tuple[CacheKey, Path, list[int | str], torch.device]:
+    """The cache key and the canonical arguments (trainer folder, sorted folds, device) a Predictor is built with."""
+    if not isinstance(artifact_path, (str, os.PathLike)):
+        raise UserInputError(f"artifact_path must be a folder (str or Path), not {artifact_path!r}.")
+    if folds is not None:
+        listed = list(folds) if isinstance(folds, Iterable) and not isinstance(folds, (str, bytes)) else None
+        if not listed or not all(_is_fold(f) for f in listed):
+            raise UserInputError(
+                f"folds must be a non-empty list of fold numbers (0, 1, ...) or \"all\", got {folds!r}."
+            )
+        folds = listed
+    trainer_folder = find_trainer_folder(artifact_path, task).resolve()
+    fold_folders = find_fold_folders(trainer_folder, folds)
+    fold_list = sorted({_fold_argument(f) for f in fold_folders}, key=lambda f: (f == "all", f if f != "all" else 0))
+    chosen = canonical_device(device)
+    key = (str(trainer_folder), tuple(str(f) for f in fold_list), str(chosen))
+    return key, trainer_folder, fold_list, chosen
 
 
 def get_predictor(
@@ -18,16 +100,52 @@ def get_predictor(
     task: str | int | None = None,
     device: str | torch.device | None = None,
 ) -> Predictor:
-    """A cached Predictor for these arguments (loaded on first use)."""
-    key = (
-        str(Path(artifact_path).expanduser().resolve()),
-        None if folds is None else tuple(str(f) for f in folds),
-        None if task is None else str(task),
-        str(choose_device(device)),
-    )
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(artifact_path, folds, task, device)
-    return _PREDICTORS[key]
+    """A cached Predictor for these arguments, loaded on first use (once, even when threads ask at the same time)."""
+    key, trainer_folder, fold_list, chosen = _resolve(artifact_path, folds, task, device)
+    with _CACHE_LOCK:
+        if key in _PREDICTORS:
+            _PREDICTORS.move_to_end(key)
+            return _PREDICTORS[key]
+        load_lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
+    with load_lock:
+        with _CACHE_LOCK:
+            if key in _PREDICTORS:
+                _PREDICTORS.move_to_end(key)
+                return _PREDICTORS[key]
+        predictor = None
+        try:
+            predictor = Predictor(trainer_folder, fold_list, None, chosen)
+        finally:
+            with _CACHE_LOCK:  # publish and release in one step: no thread can miss both the cache and the lock
+                _LOAD_LOCKS.pop(key, None)
+                if predictor is not None:
+                    _PREDICTORS[key] = predictor
+                    while len(_PREDICTORS) > PREDICTOR_CACHE_SIZE:
+                        _PREDICTORS.popitem(last=False)
+    return predictor
+
+
+def _file_list(ordered_image_files: object, roi_segmentation_file: object) -> list[str | os.PathLike]:
+    """The image files as a list, refusing arguments that are not paths of existing files before anything is loaded."""
+    if isinstance(ordered_image_files, (str, os.PathLike)):
+        raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
+    try:
+        files = list(ordered_image_files)  # type: ignore[call-overload]
+    except TypeError:
+        raise UserInputError(
+            f"ordered_image_files must be a list of files, one per modality, not {type(ordered_image_files).__name__}."
+        ) from None
+    not_paths = [f for f in files if not isinstance(f, (str, os.PathLike))]
+    if not_paths:
+        raise UserInputError(f"ordered_image_files must hold file paths (str or Path); got {not_paths[:3]!r}.")
+    if roi_segmentation_file is not None and not isinstance(roi_segmentation_file, (str, os.PathLike)):
+        raise UserInputError(
+            f"roi_segmentation_file must be a file path (str or Path) or None, not {roi_segmentation_file!r}."
+        )
+    for path in [*files, *([roi_segmentation_file] if roi_segmentation_file is not None else [])]:
+        if not is_existing_file(path):
+            raise UserInputError(f"Input file {path} does not exist (or its path cannot be used).")
+    return files
 
 
 def predict(
@@ -39,21 +157,36 @@ def predict(
     task: str | int | None = None,
     tta: bool = False,
     device: str | torch.device | None = None,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+    max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
 ) -> list[float | list[float]]:
     """Classify one case with the trained ensemble in `artifact_path`.
 
     Args:
         artifact_path: the trained_models folder (or any folder below it down to the trainer folder).
         ordered_image_files: one image file per modality, in dataset.json modality order.
-        roi_segmentation_file: the case's ROI segmentation; required iff the model was trained with ROIs.
+        roi_segmentation_file: the case's ROI segmentation; required iff the model was trained with ROIs. Its
+            values must be the integer ROI labels the model was trained with (0..num_roi_classes-1).
         folds: folds to ensemble (default: every trained fold_N, else `all`).
         task: task id or name, needed when the artifact holds several tasks.
         tta: average over all mirrorings as well.
         device: torch device (default: CUDA when available, else CPU).
+        max_input_voxels: refuse an input file with more voxels than this (read from its header).
+        max_resampled_voxels: refuse a case whose crop resamples to more voxels than this at the model's spacing.
 
     Returns:
         One entry per classification label in dataset.json order: the probability of value 1 (a float) for a
         binary label, else a list with one probability per value (summing to 1).
     """
+    files = _file_list(ordered_image_files, roi_segmentation_file)
+    for name, limit in (("max_input_voxels", max_input_voxels), ("max_resampled_voxels", max_resampled_voxels)):
+        if isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1:
+            raise UserInputError(f"{name} must be a positive whole number of voxels, got {limit!r}.")
     predictor = get_predictor(artifact_path, folds, task, device)
-    return predictor.predict_case(ordered_image_files, roi_segmentation_file, tta=tta)
+    return predictor.predict_case(
+        files,
+        roi_segmentation_file,
+        tta=tta,
+        max_input_voxels=max_input_voxels,
+        max_resampled_voxels=max_resampled_voxels,
+    )

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import get_predictor
+from universalclassifier.preprocessing.preprocessor import InputLimits
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,22 @@ def find_roi(roi_folder: Path, case_id: str) -> Path:
     return matches[0]
 
 
+def read_result(out_file: Path, case_id: str, head_names: list[str], head_sizes: list[int]) -> dict | None:
+    """A case's result JSON if it is complete and well-formed for this model, else None (missing, truncated, ...)."""
+    try:
+        result = json.loads(out_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(result, dict) or result.get("case_id") != case_id:
+        return None
+    for name, size in zip(head_names, head_sizes):
+        value = result.get(name)
+        expected = isinstance(value, float) if size == 2 else isinstance(value, list) and len(value) == size
+        if not expected:
+            return None
+    return result
+
+
 def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: list[int]) -> list:
     row: list = [case_id]
     for name, size in zip(head_names, head_sizes):
@@ -68,8 +86,12 @@ def predict_folder(
     tta: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
+    limits: InputLimits = InputLimits(),
 ) -> list[str]:
-    """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed."""
+    """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed.
+
+    `limits` bounds each case's size (see `InputLimits`); a case beyond them fails with a message naming the limit.
+    """
     predictor = get_predictor(artifact_path, folds, task)
     plans = predictor.plans
     if plans.uses_roi and roi_folder is None:
@@ -78,30 +100,38 @@ def predict_folder(
         raise UserInputError("This model was trained without ROI segmentations: drop -s.")
     cases = find_cases(Path(input_folder), plans.num_modalities)
     output_folder.mkdir(parents=True, exist_ok=True)
-    failed = []
+    failed, skipped = [], 0
     for case_id, files in tqdm(cases.items(), desc="Predicting", unit="case", disable=not show_progress):
         out_file = output_folder / f"{case_id}.json"
-        if out_file.is_file() and not overwrite:
-            logger.debug("case %s: %s exists, skipped", case_id, out_file)
-            continue
+        if out_file.exists() and not overwrite:
+            if read_result(out_file, case_id, plans.head_names, plans.head_sizes) is not None:
+                logger.debug("case %s: %s exists, skipped", case_id, out_file)
+                skipped += 1
+                continue
+            logger.warning("case %s: %s is damaged or incomplete; predicting it again", case_id, out_file)
         try:
             roi = find_roi(roi_folder, case_id) if roi_folder is not None else None
-            outputs = predictor.predict_case(files, roi, tta=tta, case_id=case_id)
+            outputs = predictor.predict_case(
+                files, roi, tta=tta, case_id=case_id,
+                max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
+            )
         except (ValueError, RuntimeError, OSError) as exc:  # report the case, go on with the others
             logger.error("case %s failed: %s", case_id, exc)
             failed.append(case_id)
             continue
         result = {"case_id": case_id, **dict(zip(plans.head_names, outputs))}
-        out_file.write_text(json.dumps(result, indent=2) + "\n")
+        write_json_atomic(out_file, result)
     header = ["case_id"]
     for name, size in zip(plans.head_names, plans.head_sizes):
         header += [name] if size == 2 else [f"{name}_p{v}" for v in range(size)]
-    with open(output_folder / "summary.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for case_id in cases:
-            out_file = output_folder / f"{case_id}.json"
-            if out_file.is_file():
-                writer.writerow(_result_row(case_id, json.loads(out_file.read_text()), plans.head_names, plans.head_sizes))
-    logger.info("Predicted %d case(s) into %s (%d failed)", len(cases) - len(failed), output_folder, len(failed))
+    rows = [header]
+    for case_id in cases:
+        result = read_result(output_folder / f"{case_id}.json", case_id, plans.head_names, plans.head_sizes)
+        if result is not None:
+            rows.append(_result_row(case_id, result, plans.head_names, plans.head_sizes))
+    write_atomic(output_folder / "summary.csv", lambda handle: csv.writer(handle).writerows(rows))
+    logger.info(
+        "Predicted %d case(s) into %s (%d finished before, %d failed)",
+        len(cases) - skipped - len(failed), output_folder, skipped, len(failed),
+    )
     return failed

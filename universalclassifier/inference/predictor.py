@@ -10,10 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from universalclassifier.artifact import find_fold_folders, find_trainer_folder, load_network_weights, load_plans
+from universalclassifier.artifact import (
+    check_folds_match_plans,
+    find_fold_folders,
+    find_trainer_folder,
+    load_network_weights,
+    load_plans,
+)
 from universalclassifier.errors import UserInputError
 from universalclassifier.network.i3d import network_for
-from universalclassifier.preprocessing.preprocessor import preprocess_case, to_network_input
+from universalclassifier.preprocessing.preprocessor import (
+    MAX_INPUT_VOXELS,
+    MAX_RESAMPLED_VOXELS,
+    preprocess_case,
+    to_network_input,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +50,12 @@ class Predictor:
         self.plans = load_plans(self.trainer_folder)
         self.fold_folders = find_fold_folders(self.trainer_folder, None if folds is None else list(folds))
         self.device = choose_device(device)
+        loaded = [load_network_weights(folder, self.device) for folder in self.fold_folders]
+        check_folds_match_plans(
+            self.trainer_folder, self.plans, {f.name: metadata for f, (_, metadata) in zip(self.fold_folders, loaded)}
+        )
         self.networks = []
-        for folder in self.fold_folders:
-            weights, metadata = load_network_weights(folder, self.device)
+        for weights, metadata in loaded:
             network = network_for(self.plans, metadata["recipe"])
             network.load_state_dict(weights)
             self.networks.append(network.to(self.device).eval())
@@ -80,10 +94,26 @@ class Predictor:
         return [(total / count).cpu().numpy() for total in sums]
 
     def predict_case(
-        self, image_files: Sequence[Path | str], roi_file: Path | str | None = None, tta: bool = False, case_id: str = "case"
+        self,
+        image_files: Sequence[Path | str],
+        roi_file: Path | str | None = None,
+        tta: bool = False,
+        case_id: str = "case",
+        max_input_voxels: int = MAX_INPUT_VOXELS,
+        max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
     ) -> list[float | list[float]]:
-        """The predict() contract for one case: per head a float (binary) or a list of probabilities."""
+        """The predict() contract for one case: per head a float (binary) or a list of probabilities.
+
+        Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled.
+        """
         self.check_files(image_files, roi_file)
-        array, _ = preprocess_case(case_id, [Path(p) for p in image_files], None if roi_file is None else Path(roi_file), self.plans)
+        array, _ = preprocess_case(
+            case_id,
+            [Path(p) for p in image_files],
+            None if roi_file is None else Path(roi_file),
+            self.plans,
+            max_input_voxels=max_input_voxels,
+            max_resampled_voxels=max_resampled_voxels,
+        )
         per_head = self.probabilities(to_network_input(array, self.plans.num_roi_classes), tta)
         return [float(p[1]) if len(p) == 2 else [float(v) for v in p] for p in per_head]

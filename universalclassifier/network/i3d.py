@@ -205,6 +205,7 @@ class I3DClassifier(nn.Module):
         normalization: str = "batch",
         num_roi_classes: int = 0,
         fine_roi_features: bool = False,
+        standardize_features: bool = False,
     ) -> None:
         super().__init__()
         in_channels = _positive_int(in_channels, "in_channels", 1)
@@ -237,6 +238,9 @@ class I3DClassifier(nn.Module):
             )
             per_label += 2 * FINE_ROI_CHANNELS + 2 * (in_channels - 1) + 1
         num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * per_label
+        # Without it, Adam's small per-weight steps cannot give a pooled statistic whose spread over cases is small
+        # the weight it needs; the backbone then learns (and memorises) instead of the heads.
+        self.feature_norm = nn.BatchNorm1d(num_features, affine=False) if standardize_features else nn.Identity()
         self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
         self._initialise_weights()
 
@@ -271,7 +275,8 @@ class I3DClassifier(nn.Module):
                     size = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True).pow(1 / 3)
                     pooled += [roi_statistics(fine, mask), roi_statistics(x[:, :-1], mask), size]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
-        return [head(self.dropout(features)) for head in self.heads]
+        features = self.dropout(self.feature_norm(features))
+        return [head(features) for head in self.heads]
 
 
 def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -293,9 +298,12 @@ def build_network(
     normalization: str = "batch",
     num_roi_classes: int = 0,
     fine_roi_features: bool = False,
+    standardize_features: bool = False,
 ) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
-    network = I3DClassifier(num_input_channels, head_sizes, dropout, normalization, num_roi_classes, fine_roi_features)
+    network = I3DClassifier(
+        num_input_channels, head_sizes, dropout, normalization, num_roi_classes, fine_roi_features, standardize_features
+    )
     logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
         "class(es), %d parameters",
@@ -318,4 +326,5 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         recipe["normalization"],
         plans.num_roi_classes if recipe["roi_pooling"] else 0,
         bool(recipe.get("fine_roi_features", False)) and recipe["roi_pooling"] and plans.num_roi_classes >= 2,
+        bool(recipe.get("standardize_features", False)),
     )

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from universalclassifier.atomic import write_json_atomic
 from universalclassifier.dataset.validation import ValidatedTask, validate_task
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.fingerprint import dataset_fingerprint, fingerprint_case
 from universalclassifier.planning.planner import plan_experiment
+from universalclassifier.planning.stage import new_stage_folder, read_marker, remove_leftovers, seal_and_publish
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.normalization import CT
-from universalclassifier.preprocessing.preprocessor import preprocess_case
+from universalclassifier.preprocessing.preprocessor import InputLimits, preprocess_case
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,19 @@ FINGERPRINT_SEED = 1234
 
 
 def preprocess_and_save(
-    case_id: str, image_files: list[Path], roi_file: Path | None, plans: Plans, targets: dict, out_folder: Path
+    case_id: str,
+    image_files: list[Path],
+    roi_file: Path | None,
+    plans: Plans,
+    targets: dict,
+    out_folder: Path,
+    limits: InputLimits = InputLimits(),
 ) -> str:
     """Preprocess one training case and store it as CASE.npy (memory-mappable) plus CASE.json (properties)."""
-    array, properties = preprocess_case(case_id, image_files, roi_file, plans)
+    array, properties = preprocess_case(
+        case_id, image_files, roi_file, plans,
+        max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
+    )
     properties["classification_targets"] = targets
     np.save(out_folder / f"{case_id}.npy", array)
     (out_folder / f"{case_id}.json").write_text(json.dumps(properties, indent=2) + "\n")
@@ -51,7 +61,7 @@ def _write_effective_dataset_json(task: ValidatedTask, paths: TaskPaths, roi_fil
     effective["numTraining"] = len(entries)
     effective["raw_task_folder"] = str(task.folder)
     effective["uses_roi"] = task.uses_roi
-    (paths.preprocessed / "dataset.json").write_text(json.dumps(effective, indent=2) + "\n")
+    write_json_atomic(paths.preprocessed / "dataset.json", effective)
 
 
 def plan_and_preprocess(
@@ -60,17 +70,22 @@ def plan_and_preprocess(
     num_workers: int = 2,
     preprocess: bool = True,
     show_progress: bool = True,
+    limits: InputLimits = InputLimits(),
 ) -> Plans:
     """Validate a raw task, fingerprint it, write plans and (unless `preprocess` is False) the training arrays.
 
     Everything is written under DATA/preprocessed/TaskXXX_Name; the raw folder is only read. A user's
-    splits_final.json there is kept.
+    splits_final.json there is kept. The arrays are built in a temporary folder that replaces the stage folder
+    only once every case is done (with a completion marker naming the cases and the plans' hash); the plans file
+    is written after that, so an interrupted run never leaves new plans beside arrays that training would accept.
+    `limits` bounds the images' sizes (see `InputLimits`).
     """
     paths = TaskPaths.find(data_root, task)
     logger.info("Planning %s from %s", paths.task_name, paths.raw)
-    validated = validate_task(paths.raw, num_workers, show_progress)
+    validated = validate_task(paths.raw, num_workers, show_progress, limits.max_input_voxels)
     description = validated.description
     paths.preprocessed.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(paths)
 
     generated_folder = paths.preprocessed / GENERATED_ROI_FOLDER
     if validated.uses_roi:
@@ -92,10 +107,14 @@ def plan_and_preprocess(
         )
     )
     fingerprint = dataset_fingerprint(case_fingerprints, description.modalities, ct_channels)
-    (paths.preprocessed / FINGERPRINT_FILENAME).write_text(json.dumps(fingerprint, indent=2) + "\n")
+    write_json_atomic(paths.preprocessed / FINGERPRINT_FILENAME, fingerprint)
     _write_effective_dataset_json(validated, paths, roi_files)
 
     plans = plan_experiment(paths.task_name, description, fingerprint, validated.uses_roi)
+    if preprocess:
+        _preprocess_stage(validated, paths, plans, num_workers, show_progress, limits)
+    else:
+        _warn_about_stale_arrays(paths, plans)
     plans.save(paths.plans_file)
     logger.info(
         "Plans: image size %s at spacing %s (axes %s), batch size %d, normalization %s; written to %s",
@@ -106,19 +125,33 @@ def plan_and_preprocess(
         plans.normalization_schemes,
         paths.plans_file,
     )
-    if not preprocess:
-        return plans
+    return plans
 
-    if paths.stage_folder.exists():
-        shutil.rmtree(paths.stage_folder)
-    paths.stage_folder.mkdir()
+
+def _preprocess_stage(
+    validated: ValidatedTask, paths: TaskPaths, plans: Plans, num_workers: int, show_progress: bool,
+    limits: InputLimits,
+) -> None:
+    """Preprocess every training case into a temporary folder, then seal it and swap it in as the stage folder."""
+    temporary = new_stage_folder(paths)
     done = map_with_progress(
         preprocess_and_save,
-        [(c.case_id, c.images, c.roi, plans, c.targets, paths.stage_folder) for c in validated.cases],
+        [(c.case_id, c.images, c.roi, plans, c.targets, temporary, limits) for c in validated.cases],
         num_workers,
         "Preprocessing",
         show_progress,
     )
-    count = sum(1 for _ in done)
-    logger.info("Preprocessed %d cases into %s", count, paths.stage_folder)
-    return plans
+    case_ids = list(done)
+    seal_and_publish(paths, temporary, plans, case_ids)
+    logger.info("Preprocessed %d cases into %s", len(case_ids), paths.stage_folder)
+
+
+def _warn_about_stale_arrays(paths: TaskPaths, plans: Plans) -> None:
+    """With -no_pp: say so when existing arrays were made with other plans (training will refuse them)."""
+    marker = read_marker(paths.stage_folder)
+    if paths.stage_folder.exists() and (marker is None or marker.get("plans_hash") != plans.content_hash()):
+        logger.warning(
+            "The arrays in %s were not made with these plans; training refuses them until you preprocess again "
+            "(run without -no_pp).",
+            paths.stage_folder,
+        )

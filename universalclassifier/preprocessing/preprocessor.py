@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from universalclassifier.dataset.image_io import Geometry, read_image
+from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, read_image
 from universalclassifier.dataset.validation import compare_geometry
 from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
@@ -17,6 +18,7 @@ from universalclassifier.preprocessing.cropping import BoundingBox, crop_case
 from universalclassifier.preprocessing.normalization import normalize
 from universalclassifier.preprocessing.padding import center_pad_or_crop
 from universalclassifier.preprocessing.resampling import (
+    MAX_RESAMPLED_VOXELS,
     new_shape_for,
     resample_image,
     resample_labels,
@@ -24,6 +26,14 @@ from universalclassifier.preprocessing.resampling import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Size bounds checked before the costly steps: voxels in an input file (from its header) and after resampling."""
+
+    max_input_voxels: int = MAX_INPUT_VOXELS
+    max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
 
 
 @dataclass
@@ -43,15 +53,23 @@ class CroppedCase:
         return self.geometry.spacing
 
 
-def load_case(case_id: str, image_files: Sequence[Path], roi_file: Path | None) -> tuple[np.ndarray, np.ndarray, Geometry]:
+def load_case(
+    case_id: str,
+    image_files: Sequence[Path],
+    roi_file: Path | None,
+    num_roi_classes: int | None = None,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Read all modalities into (C, Z, Y, X) float32 and the ROI into (Z, Y, X) int16 (all ones without an ROI).
 
-    Non-finite voxels are set to 0 with a warning; inputs on different grids are refused.
+    Non-finite voxels are set to 0 with a warning; inputs on different grids, files with more than
+    `max_input_voxels` voxels (checked on the header) and, with `num_roi_classes`, ROI values other than the
+    integers 0..num_roi_classes-1 are refused.
     """
     channels = []
     reference: Geometry | None = None
     for path in image_files:
-        array, geometry = read_image(Path(path))
+        array, geometry = read_image(Path(path), max_voxels=max_input_voxels)
         if reference is None:
             reference = geometry
         else:
@@ -66,10 +84,27 @@ def load_case(case_id: str, image_files: Sequence[Path], roi_file: Path | None) 
     if roi_file is None:
         roi = np.ones(reference.size, dtype=np.int16)
     else:
-        roi_array, roi_geometry = read_image(Path(roi_file), dtype=np.float32)
+        roi_array, roi_geometry = read_image(Path(roi_file), dtype=np.float32, max_voxels=max_input_voxels)
         _refuse_mismatch(case_id, reference, roi_geometry, Path(roi_file), Path(image_files[0]))
+        if num_roi_classes is not None:
+            check_roi_values(case_id, roi_array, Path(roi_file), num_roi_classes)
         roi = np.rint(roi_array).astype(np.int16)
     return np.stack(channels), roi, reference
+
+
+def check_roi_values(case_id: str, roi: np.ndarray, roi_file: Path, num_roi_classes: int) -> None:
+    """Refuse an ROI holding anything but the integer labels 0..num_roi_classes-1 that the plans know."""
+    bad = ~((roi >= 0) & (roi < num_roi_classes) & (roi == np.floor(roi)))  # NaN fails every comparison
+    if bad.any():
+        values = np.unique(roi[bad])
+        shown = ", ".join(f"{v:g}" for v in values[:10])
+        if values.size > 10:
+            shown += f", ... ({values.size - 10} more)"
+        raise UserInputError(
+            f"case {case_id}: ROI {roi_file} holds value(s) {shown} that are not ROI labels of this model: it was "
+            f"trained with the integer labels 0..{num_roi_classes - 1} (num_roi_classes = {num_roi_classes}); fix the "
+            "segmentation so that it holds only those labels."
+        )
 
 
 def _refuse_mismatch(case_id: str, reference: Geometry, other: Geometry, path: Path, reference_path: Path) -> None:
@@ -81,9 +116,15 @@ def _refuse_mismatch(case_id: str, reference: Geometry, other: Geometry, path: P
         )
 
 
-def load_and_crop(case_id: str, image_files: Sequence[Path], roi_file: Path | None) -> CroppedCase:
-    """Load a case and crop it to the nonzero region, then to the ROI with a 5% margin."""
-    data, roi, geometry = load_case(case_id, image_files, roi_file)
+def load_and_crop(
+    case_id: str,
+    image_files: Sequence[Path],
+    roi_file: Path | None,
+    num_roi_classes: int | None = None,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+) -> CroppedCase:
+    """Load a case (see `load_case`) and crop it to the nonzero region, then to the ROI with a 5% margin."""
+    data, roi, geometry = load_case(case_id, image_files, roi_file, num_roi_classes, max_input_voxels)
     data, roi, body, nonzero_box, roi_box = crop_case(data, roi)
     if roi_file is not None and roi_box is None:
         logger.warning("case %s: ROI has no foreground; using the nonzero crop.", case_id)
@@ -91,12 +132,20 @@ def load_and_crop(case_id: str, image_files: Sequence[Path], roi_file: Path | No
 
 
 def preprocess_case(
-    case_id: str, image_files: Sequence[Path], roi_file: Path | None, plans: Plans
+    case_id: str,
+    image_files: Sequence[Path],
+    roi_file: Path | None,
+    plans: Plans,
+    *,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+    max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
 ) -> tuple[np.ndarray, dict]:
     """Preprocess one case with a plan: crop, transpose, resample, normalize, fit to the image size.
 
     Returns a float32 array (modalities + 1, *image_size) whose last channel is the ROI label map (-1 outside
-    the body), and the case's properties as a JSON-ready dict.
+    the body), and the case's properties as a JSON-ready dict. Refused with a UserInputError before the costly
+    step: input files with more than `max_input_voxels` voxels (from the header), ROI values that are not the
+    plans' labels 0..num_roi_classes-1, and a cropped case that would resample to more than `max_resampled_voxels`.
     """
     if len(image_files) != plans.num_modalities:
         raise UserInputError(
@@ -112,13 +161,21 @@ def preprocess_case(
         raise UserInputError(
             f"case {case_id}: the model was trained without ROI segmentations; do not give an ROI file."
         )
-    case = load_and_crop(case_id, image_files, roi_file)
+    case = load_and_crop(case_id, image_files, roi_file, plans.num_roi_classes, max_input_voxels)
     axes = list(plans.transpose_forward)
     data = case.data.transpose([0] + [a + 1 for a in axes])
     roi = case.roi.transpose(axes)
     body = case.body.transpose(axes)
     spacing = [case.spacing[a] for a in axes]
     new_shape = new_shape_for(roi.shape, spacing, plans.target_spacing)
+    if math.prod(new_shape) > max_resampled_voxels:
+        raise UserInputError(
+            f"case {case_id}: resampling its crop of {list(roi.shape)} voxels at spacing "
+            f"{[round(s, 4) for s in spacing]} to the model's spacing {[round(s, 4) for s in plans.target_spacing]} gives {list(new_shape)} = "
+            f"{math.prod(new_shape):,} voxels, more than max_resampled_voxels = {max_resampled_voxels:,} (the model's "
+            f"image size is {plans.image_size}). Check the spacing in the image header ({Path(image_files[0])}), or "
+            "raise max_resampled_voxels."
+        )
     separate_axis = separate_z_axis(spacing, plans.target_spacing)
     data = resample_image(data, new_shape, separate_axis)
     roi = resample_labels(roi, new_shape, separate_axis)

@@ -8,6 +8,11 @@ import numpy as np
 from scipy.ndimage import zoom
 
 ANISOTROPY_THRESHOLD = 3.0
+# The largest grid a case is resampled to (voxels): 512^3, about 10x the planner's largest image size (240^3), whose
+# central part is all the network sees. It costs 512 MiB per float32 channel and a float32 one-hot volume per ROI
+# label. More means a header with a wrong spacing or an image unlike the training data (e.g. 100 x 512 x 512 voxels
+# at 5 x 1 x 1 mm resampled to 0.5 mm gives 1000 x 1024 x 1024, 4.3 GB per channel), refused before resampling.
+MAX_RESAMPLED_VOXELS = 512**3
 
 
 def new_shape_for(shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]) -> tuple[int, ...]:

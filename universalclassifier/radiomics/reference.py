@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.dataset.dataset_json import ClassificationLabel
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
@@ -108,13 +109,10 @@ def _signature(case: CaseFiles) -> list[list]:
 
 
 def _write_features(folder: Path, table: FeatureTable, metadata: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / FEATURES_FILE, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id"] + table.columns)
-        for case_id, row in zip(table.case_ids, table.values):
-            writer.writerow([case_id] + [repr(float(v)) for v in row])
-    (folder / FEATURES_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    rows = [["case_id"] + table.columns]
+    rows += [[case_id] + [repr(float(v)) for v in row] for case_id, row in zip(table.case_ids, table.values)]
+    write_atomic(folder / FEATURES_FILE, lambda handle: csv.writer(handle).writerows(rows))
+    write_json_atomic(folder / FEATURES_METADATA_FILE, metadata)
 
 
 def _read_cached_rows(folder: Path, settings: dict, signatures: Mapping[str, list]) -> dict[str, dict[str, float]]:
@@ -166,7 +164,6 @@ def _write_fold(
 ) -> dict:
     """validation/predictions.json, predictions.csv and summary.json of one fold, as the deep trainer writes them."""
     validation = folder / f"fold_{fold}" / "validation"
-    validation.mkdir(parents=True, exist_ok=True)
     names = [head.name for head in heads]
     per_case = {
         case_id: {
@@ -175,20 +172,19 @@ def _write_fold(
         }
         for n, case_id in enumerate(case_ids)
     }
-    (validation / "predictions.json").write_text(json.dumps(per_case, indent=2) + "\n")
-    with open(validation / "predictions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        header = ["case_id"]
-        for head in heads:
-            header += [f"{head.name}_target"] + [f"{head.name}_p{v}" for v in range(head.num_values)]
-        writer.writerow(header)
-        for n, case_id in enumerate(case_ids):
-            row: list = [case_id]
-            for name in names:
-                row += [targets[name][n]] + [f"{p:.6f}" for p in probabilities[name][n]]
-            writer.writerow(row)
+    write_json_atomic(validation / "predictions.json", per_case)
+    header = ["case_id"]
+    for head in heads:
+        header += [f"{head.name}_target"] + [f"{head.name}_p{v}" for v in range(head.num_values)]
+    rows = [header]
+    for n, case_id in enumerate(case_ids):
+        row: list = [case_id]
+        for name in names:
+            row += [targets[name][n]] + [f"{p:.6f}" for p in probabilities[name][n]]
+        rows.append(row)
+    write_atomic(validation / "predictions.csv", lambda handle: csv.writer(handle).writerows(rows))
     summary = summarize_heads(names, [head.num_values for head in heads], targets, probabilities)
-    (validation / "summary.json").write_text(json.dumps({"fold": str(fold), "heads": summary}, indent=2) + "\n")
+    write_json_atomic(validation / "summary.json", {"fold": str(fold), "heads": summary})
     return summary
 
 
@@ -267,8 +263,7 @@ def run_radiomics_reference(
         "chosen_C": chosen_c,
         "heads": metrics,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out / SUMMARY_FILE, result)
     logger.info(
         "Radiomics reference, %d out-of-fold case(s) over %d fold(s): %s. Written to %s; run uc_summarize to compare "
         "it with the deep model.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, G
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
+from universalclassifier.parallel import exit_when_parent_dies
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import roi_to_unit_interval
 from universalclassifier.training.data_loading import CaseBatchLoader
@@ -91,6 +93,19 @@ class SeedPythonRandom(AbstractTransform):
 
     def __call__(self, **data_dict: object) -> dict:
         random.seed(int(np.random.randint(0, 2**31 - 1)))
+        return data_dict
+
+
+class ExitWithParent(AbstractTransform):
+    """Pass batches through unchanged; in a worker process, first make it exit when the process that built this
+    transform dies (see `exit_when_parent_dies`), so that a killed trainer leaves no augmentation workers behind."""
+
+    def __init__(self) -> None:
+        self.parent_pid = os.getpid()
+
+    def __call__(self, **data_dict: object) -> dict:
+        if os.getpid() != self.parent_pid:
+            exit_when_parent_dies(self.parent_pid)
         return data_dict
 
 
@@ -272,7 +287,8 @@ def make_batch_generator(
 ) -> BatchGenerator:
     """An endless, seeded iterator of tensor batches; call its `shutdown` after use.
 
-    With `num_workers` >= 1 the batches come from that many background processes (worker i seeded with seed + i);
+    With `num_workers` >= 1 the batches come from that many background processes (worker i seeded with seed + i,
+    exiting on its own if this process dies);
     with 0 they are made in this process after seeding the global `np.random` with `seed`. Batches are pinned in
     memory when CUDA is available.
     """
@@ -288,7 +304,7 @@ def make_batch_generator(
     logger.debug("Starting %d augmentation worker(s) (seed %d, train=%s)", num_workers, seed, train)
     augmenter = MultiThreadedAugmenter(
         loader,
-        transforms,
+        Compose([ExitWithParent(), transforms]),
         num_processes=num_workers,
         num_cached_per_queue=NUM_CACHED_PER_QUEUE,
         seeds=[seed + i for i in range(num_workers)],

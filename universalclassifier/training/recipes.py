@@ -30,6 +30,7 @@ class Recipe:
     dropout: float  # before the heads
     roi_pooling: bool  # heads also see early features averaged inside each ROI label (see network/i3d.py)
     fine_roi_features: bool  # with roi_pooling: a full-resolution ROI branch and input statistics per label
+    standardize_features: bool  # batch-normalize (no affine) the features the heads read
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults) or "light" (spatial + mirroring, milder intensity)
     balanced_sampling: bool  # draw training cases with inverse class frequency (first head)
@@ -78,6 +79,7 @@ AUC23 = Recipe(
     dropout=0.5,
     roi_pooling=False,
     fine_roi_features=False,
+    standardize_features=False,
     label_smoothing=0.0,
     augmentation="nnunet",
     balanced_sampling=False,
@@ -97,6 +99,7 @@ DEFAULT = Recipe(
     dropout=0.3,
     roi_pooling=True,
     fine_roi_features=False,
+    standardize_features=False,
     label_smoothing=0.0,
     augmentation="light",
     balanced_sampling=True,

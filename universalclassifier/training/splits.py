@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,37 +125,69 @@ def load_or_create_splits(
 ) -> list[dict[str, list[str]]]:
     """Read the splits from `splits_file` if it exists (validating its case ids), else create and write them.
 
-    An existing file is never overwritten, so edits made by the user are kept.
+    An existing file is never overwritten, so edits made by the user are kept. Creation is atomic and safe when
+    several folds start at once: the splits are written completely to a temporary file that is then hard-linked
+    to `splits_file`, which fails if another process got there first; its file is then read instead (with the
+    same seed it holds the same splits).
     """
     splits_file = Path(splits_file)
-    if splits_file.exists():
-        splits = _read_splits(splits_file)
-        known = set(case_ids)
-        mentioned = {c for fold in splits for part in ("train", "val") for c in fold[part]}
-        unknown = sorted(mentioned - known)
-        if unknown:
-            raise UserInputError(
-                f"Splits file {splits_file} names case ids that are not in the task: {unknown}; "
-                "fix or delete the file to have it recreated."
-            )
-        validated = {c for fold in splits for c in fold["val"]}
-        uncovered = sorted(known - validated)
-        if uncovered:
-            logger.warning(
-                "%d case(s) are in no validation fold of %s and will never be validated: %s",
-                len(uncovered),
-                splits_file,
-                uncovered,
-            )
-        logger.info("Using the %d folds in existing splits file %s.", len(splits), splits_file)
-        return splits
+    if not splits_file.exists():
+        splits = make_splits(case_ids, targets, num_folds=num_folds, seed=seed)
+        if _create_exclusively(splits_file, json.dumps(splits, indent=2) + "\n"):
+            logger.info("Wrote %d folds to %s.", len(splits), splits_file)
+            return splits
+        logger.info("Another process created %s first; using its splits.", splits_file)
+    return _read_checked_splits(splits_file, case_ids)
 
-    splits = make_splits(case_ids, targets, num_folds=num_folds, seed=seed)
-    splits_file.parent.mkdir(parents=True, exist_ok=True)
-    with splits_file.open("x") as handle:
-        json.dump(splits, handle, indent=2)
-        handle.write("\n")
-    logger.info("Wrote %d folds to %s.", len(splits), splits_file)
+
+def _create_exclusively(path: Path, text: str) -> bool:
+    """Create `path` holding `text` in one step unless it exists; True if this call created it.
+
+    The text is written and flushed to a temporary sibling first, so `path` never appears half-written. On a file
+    system without hard links the temporary file is renamed over `path` instead (still atomic; a file created at
+    the same moment by another fold is replaced by identical content).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:  # no hard links on this file system
+            logger.debug("Cannot hard-link %s (%s); renaming instead.", path, exc)
+            os.replace(temporary, path)
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read_checked_splits(splits_file: Path, case_ids: Sequence[str]) -> list[dict[str, list[str]]]:
+    """The splits of an existing file, refusing case ids that are not in the task."""
+    splits = _read_splits(splits_file)
+    known = set(case_ids)
+    mentioned = {c for fold in splits for part in ("train", "val") for c in fold[part]}
+    unknown = sorted(mentioned - known)
+    if unknown:
+        raise UserInputError(
+            f"Splits file {splits_file} names case ids that are not in the task: {unknown}; "
+            "fix or delete the file to have it recreated."
+        )
+    validated = {c for fold in splits for c in fold["val"]}
+    uncovered = sorted(known - validated)
+    if uncovered:
+        logger.warning(
+            "%d case(s) are in no validation fold of %s and will never be validated: %s",
+            len(uncovered),
+            splits_file,
+            uncovered,
+        )
+    logger.info("Using the %d folds in existing splits file %s.", len(splits), splits_file)
     return splits
 
 

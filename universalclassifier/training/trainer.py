@@ -18,13 +18,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.network.i3d import I3DClassifier, network_for
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, TaskPaths
+from universalclassifier.planning.stage import read_preprocessed_targets, rerun_command
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
-from universalclassifier.training.checkpoint import load_checkpoint, save_checkpoint
+from universalclassifier.training.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
 from universalclassifier.training.metrics import macro_auc, plot_roc_curves, summarize_heads
 from universalclassifier.training.progress import plot_progress
@@ -161,23 +163,13 @@ class ClassifierTrainer:
         if not self.paths.plans_file.is_file() or not self.paths.stage_folder.is_dir():
             raise UserInputError(
                 f"No preprocessed data for {self.paths.task_name} in {self.paths.preprocessed}; run "
-                f"'bash uc_plan_and_preprocess.sh {self.paths.data_root} -t {self.paths.task_name}' first."
+                f"'{rerun_command(self.paths)}' first."
             )
         return Plans.load(self.paths.plans_file)
 
     def _read_case_targets(self) -> dict[str, list[int]]:
-        targets = {}
-        for properties_file in sorted(self.paths.stage_folder.glob("*.json")):
-            case_id = properties_file.stem
-            if not (self.paths.stage_folder / f"{case_id}.npy").is_file():
-                continue
-            values = json.loads(properties_file.read_text())["classification_targets"]
-            targets[case_id] = [int(values[head]) for head in self.plans.head_names]
-        if not targets:
-            raise UserInputError(
-                f"{self.paths.stage_folder} holds no preprocessed cases; re-run uc_plan_and_preprocess.sh without -no_pp."
-            )
-        return targets
+        """Targets of every preprocessed case; refuses incomplete, stale or misshapen preprocessed data."""
+        return read_preprocessed_targets(self.paths, self.plans)
 
     def _split(self) -> tuple[list[str], list[str]]:
         case_ids = sorted(self.case_targets)
@@ -216,6 +208,7 @@ class ClassifierTrainer:
             "fold": str(self.fold),
             "task_name": self.paths.task_name,
             "plans_identifier": self.plans_identifier,
+            "plans_hash": self.plans.content_hash(),
             "trainer": self.trainer_name,
             "recipe": self.recipe.to_dict(),
             "network": "I3D",
@@ -248,6 +241,12 @@ class ClassifierTrainer:
         if not path.is_file():
             raise UserInputError(f"No checkpoint {path}; train this fold first (without -c / --validation_only).")
         tensors, metadata = load_checkpoint(path, self.device)
+        trained_with = metadata.get("plans_hash")
+        if trained_with is not None and trained_with != self.plans.content_hash():
+            raise UserInputError(
+                f"{path} was trained with other plans than {self.paths.plans_file} (the task was planned again since). "
+                "Train this fold from the start (without -c), or restore the plans it was trained with."
+            )
         self.network.load_state_dict(tensors["network"])
         self.epoch = int(metadata["epoch"])
         if with_optimizer:
@@ -259,6 +258,50 @@ class ClassifierTrainer:
             best = metadata["best_val_loss_ma"]
             self.best_val_loss_ma = math.inf if best is None else float(best)
         logger.info("Loaded %s (epoch %s)", path, metadata["epoch"])
+
+    def _stored_plans_hash(self) -> str | None:
+        """Hash of the trainer folder's plans.json, or None when it is missing or unreadable."""
+        try:
+            return Plans.load(self.output_folder.parent / "plans.json").content_hash()
+        except UserInputError:
+            return None
+
+    @staticmethod
+    def _checkpoint_plans_hash(checkpoint: Path, default: str | None) -> str | None:
+        """The plans hash in a checkpoint's metadata; `default` if it has none (format 2), None if unreadable."""
+        try:
+            return json.loads(metadata_file(checkpoint).read_text()).get("plans_hash", default)
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
+    def _check_trainer_folder_plans(self) -> None:
+        """Refuse to train into a trainer folder whose other folds were trained with other plans than the current.
+
+        When the folder's plans.json differs from the current plans, it is replaced only if no other fold there
+        has a checkpoint made with other plans (a checkpoint without a recorded hash counts as made with the
+        folder's plans.json); otherwise the ensemble would mix two preprocessings.
+        """
+        stored, current = self._stored_plans_hash(), self.plans.content_hash()
+        if stored == current:
+            return
+        trainer_folder = self.output_folder.parent
+        other_folds = [p for p in trainer_folder.glob("*") if p.is_dir() and p != self.output_folder]
+        conflicting = [
+            folder.name
+            for folder in sorted(other_folds)
+            if any(
+                self._checkpoint_plans_hash(folder / name, stored) != current
+                for name in (FINAL, LATEST, BEST)
+                if (folder / name).is_file()
+            )
+        ]
+        if conflicting:
+            raise UserInputError(
+                f"{trainer_folder / 'plans.json'} differs from the current plans {self.paths.plans_file}, and "
+                f"{', '.join(conflicting)} there were trained with the old plans: training {self.output_folder.name} "
+                "with the new plans would mix two preprocessings in one ensemble. Move that trainer folder away and "
+                "train every fold again, or re-run plan & preprocess on the data the old folds were trained with."
+            )
 
     # -------------------------------------------------------------- training
     def _train_step(self, batch: dict) -> float:
@@ -346,11 +389,13 @@ class ClassifierTrainer:
 
     def run_training(self, resume: bool = False) -> None:
         """Train until max_num_epochs (continuing from model_latest with `resume`), then validate the fold."""
-        if self.context.is_main:
-            self.output_folder.mkdir(parents=True, exist_ok=True)
-            self.plans.save(self.output_folder.parent / "plans.json")
+        self._check_trainer_folder_plans()
         if resume:
             self.load(LATEST, with_optimizer=True)
+        if self.context.is_main:
+            self.output_folder.mkdir(parents=True, exist_ok=True)
+            if self._stored_plans_hash() != self.plans.content_hash():
+                self.plans.save(self.output_folder.parent / "plans.json")
         logger.info(
             "Training %s fold %s on %s (%s) for epochs %d..%d, %d batches of %d per epoch, %d worker(s), %d process(es)",
             self.paths.task_name, self.fold, self.device, "fp16 mixed precision" if self.use_amp else "fp32",
@@ -392,7 +437,7 @@ class ClassifierTrainer:
         folder = self.output_folder / "validation"
         folder.mkdir(parents=True, exist_ok=True)
         self._write_predictions(folder, stacked, targets)
-        (folder / "summary.json").write_text(json.dumps({"fold": str(self.fold), "epoch": self.epoch, "heads": summary}, indent=2) + "\n")
+        write_json_atomic(folder / "summary.json", {"fold": str(self.fold), "epoch": self.epoch, "heads": summary})
         for head in self.plans.head_names:
             plot_roc_curves(targets[head], stacked[head], f"{self.paths.task_name} {fold_folder_name(self.fold)}: {head}", folder / f"roc_{head}.png")
         logger.info(
@@ -410,18 +455,17 @@ class ClassifierTrainer:
             }
             for n, case_id in enumerate(self.val_ids)
         }
-        (folder / "predictions.json").write_text(json.dumps(per_case, indent=2) + "\n")
+        write_json_atomic(folder / "predictions.json", per_case)
         header = ["case_id"]
         for head, size in zip(self.plans.head_names, self.plans.head_sizes):
             header += [f"{head}_target"] + [f"{head}_p{v}" for v in range(size)]
-        with open(folder / "predictions.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for n, case_id in enumerate(self.val_ids):
-                row: list = [case_id]
-                for head in self.plans.head_names:
-                    row += [targets[head][n]] + [f"{p:.6f}" for p in probabilities[head][n]]
-                writer.writerow(row)
+        rows = []
+        for n, case_id in enumerate(self.val_ids):
+            row: list = [case_id]
+            for head in self.plans.head_names:
+                row += [targets[head][n]] + [f"{p:.6f}" for p in probabilities[head][n]]
+            rows.append(row)
+        write_atomic(folder / "predictions.csv", lambda handle: csv.writer(handle).writerows([header, *rows]))
 
     def validation_only(self) -> dict:
         """Recompute validation/ from the final checkpoint."""
