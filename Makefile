@@ -3,7 +3,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test demo bench clean
+.PHONY: install lint test demo bench clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e ".[test,radiomics]"
 	touch $@
+
+lint: install
+	$(PY) -m ruff check universalclassifier tests benchmarks
+	$(PY) -m mypy universalclassifier
 
 test: install
 	$(PY) -m pytest -q
@@ -27,4 +31,4 @@ bench: install
 	$(PY) benchmarks/bench_predict.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache demo_output
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache demo_output

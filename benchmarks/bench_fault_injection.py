@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from universalclassifier.artifact.checkpoint import load_checkpoint
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict_folder import predict_folder
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic import generate_task
-from universalclassifier.training.checkpoint import load_checkpoint
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
 EPOCHS, BATCHES = 3, 2

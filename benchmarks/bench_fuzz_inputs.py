@@ -34,9 +34,8 @@ from fuzz_mutations import (  # noqa: E402
     tally,
     task_mutation_names,
 )
-from untrained_artifact import held_out_case, make_untrained_artifact  # noqa: E402
-
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess  # noqa: E402
+from untrained_artifact import held_out_case, make_untrained_artifact  # noqa: E402
 
 
 def _clean_run_seconds(pristine: Path, work: Path) -> float:

@@ -44,9 +44,9 @@ print(json.dumps({"import_and_load": loaded - start, "first_case": first_case, "
 """
 
 
-def _seconds(function) -> float:
+def _seconds(function, *args, **kwargs) -> float:
     start = time.perf_counter()
-    function()
+    function(*args, **kwargs)
     return time.perf_counter() - start
 
 
@@ -63,7 +63,9 @@ def main() -> None:
                              num_test=args.test_cases, extension=".mha", seed=11)
         plan_and_preprocess(root, 1, num_workers=2, show_progress=False)
         paths = TaskPaths.find(root, 1)
-        tiny = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False)
+        tiny = TrainingOptions(
+            max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
+        )
         for fold in range(5):
             ClassifierTrainer(paths, fold, tiny).run_training()
         artifact = root / "trained_models"
@@ -71,13 +73,17 @@ def main() -> None:
             (sorted((task / "imagesTs").glob(f"case_{i:04d}_*.mha")), task / "labelsTs" / f"case_{i:04d}.mha")
             for i in range(10, 10 + args.test_cases)
         ]
+        first_images = json.dumps([str(p) for p in cases[0][0]])
         cold = json.loads(subprocess.run(
-            [sys.executable, "-c", COLD_START, str(artifact), json.dumps([str(p) for p in cases[0][0]]), str(cases[0][1])],
+            [sys.executable, "-c", COLD_START, str(artifact), first_images, str(cases[0][1])],
             capture_output=True, text=True, check=True,
         ).stdout.strip().splitlines()[-1])
 
-        result = {"benchmark": "predict", "device": "cuda" if torch.cuda.is_available() else "cpu", "case_size": list(args.size)}
-        result["cold_start_seconds"] = {"import_and_load": round(cold["import_and_load"], 3), "first_case": round(cold["first_case"], 3)}
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        result = {"benchmark": "predict", "device": device, "case_size": list(args.size)}
+        result["cold_start_seconds"] = {
+            "import_and_load": round(cold["import_and_load"], 3), "first_case": round(cold["first_case"], 3)
+        }
         result["peak_rss_mb_prediction_process"] = round(cold["peak_rss_mb"], 1)
         for folds in ([0], None):
             predictor = get_predictor(artifact, folds)
@@ -85,12 +91,14 @@ def main() -> None:
             warm, preprocess, forward = [], [], []
             for _ in range(args.repeats):  # interleaved, so that machine noise hits all three alike
                 for images, roi in cases:
-                    warm.append(_seconds(lambda: predict(artifact, images, roi, folds=folds)))
-                    preprocess.append(_seconds(lambda: preprocess_case("c", images, roi, predictor.plans)))
+                    warm.append(_seconds(predict, artifact, images, roi, folds=folds))
+                    preprocess.append(_seconds(preprocess_case, "c", images, roi, predictor.plans))
                     array, _ = preprocess_case("c", images, roi, predictor.plans)
                     batch = torch.from_numpy(to_network_input(array, predictor.plans.num_roi_classes)[None])
                     with torch.inference_mode():
-                        forward.append(_seconds(lambda: [n(batch) for n in predictor.networks]))
+                        forward.append(
+                            _seconds(lambda networks, x: [n(x) for n in networks], predictor.networks, batch)
+                        )
             floor = statistics.median(preprocess) + statistics.median(forward)
             result[f"{len(predictor.networks)}_fold"] = {
                 "warm_seconds_per_case": round(statistics.median(warm), 4),

@@ -73,7 +73,8 @@ def main() -> None:
         wall, peak, code = run_and_watch(command)
         if code:
             raise SystemExit(f"plan & preprocess failed with exit code {code}")
-        plans = json.loads(next((root / "preprocessed").glob("*/UniversalClassifierPlansv1.0_plans_3D.json")).read_text())
+        plans_file = next((root / "preprocessed").glob("*/UniversalClassifierPlansv1.0_plans_3D.json"))
+        plans = json.loads(plans_file.read_text())
     print(json.dumps({
         "benchmark": "plan_and_preprocess",
         "cases": args.cases,

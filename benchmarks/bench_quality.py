@@ -33,11 +33,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci
+from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.paths import TRAINER, TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic_kinds import KINDS, SPECS, generate_kind_task
-from universalclassifier.training.metrics import macro_auc
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
@@ -53,7 +53,11 @@ def _override(recipe: Recipe, assignments: list[str]) -> Recipe:
         if name not in types:
             raise SystemExit(f"--set {assignment}: no recipe field {name!r}; fields: {', '.join(types)}")
         kind = types[name]
-        changes[name] = value.lower() in ("1", "true", "yes") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(value)
+        changes[name] = (
+            value.lower() in ("1", "true", "yes")
+            if kind == "bool"
+            else {"int": int, "float": float}.get(kind, str)(value)
+        )
     return dataclasses.replace(recipe, **changes)
 
 

@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -40,11 +39,10 @@ def main() -> None:
         generate_task(root, 1, "BenchTrain", num_cases=args.cases, with_roi=True, base_size=args.size, seed=7)
         plans = plan_and_preprocess(root, 1, num_workers=2, show_progress=False)
         command = [
-            sys.executable, "-m", "universalclassifier.cli", "train", str(root), "3d_fullres", "ClassifierTrainer", "1", "0",
-            "--max_num_epochs", str(args.epochs), "--num_batches_per_epoch", str(args.batches),
+            sys.executable, "-m", "universalclassifier.cli", "train", str(root), "3d_fullres", "ClassifierTrainer", "1",
+            "0", "--max_num_epochs", str(args.epochs), "--num_batches_per_epoch", str(args.batches),
             "--num_val_batches_per_epoch", str(args.val_batches), "--num_workers", str(args.workers), "--quiet",
         ] + (["--fp32"] if args.fp32 else [])
-        start = time.perf_counter()
         wall, peak, code = run_and_watch(command)
         if code:
             raise SystemExit(f"training failed with exit code {code}")
@@ -75,7 +73,9 @@ def main() -> None:
     }
     if args.learn:
         result["validation_auc"] = {head: metrics["auc"] for head, metrics in summary.items()}
-        result["validation_balanced_accuracy"] = {head: metrics["balanced_accuracy"] for head, metrics in summary.items()}
+        result["validation_balanced_accuracy"] = {
+            head: metrics["balanced_accuracy"] for head, metrics in summary.items()
+        }
         result["validation_cases"] = summary[next(iter(summary))]["num_cases"]
     print(json.dumps(result, indent=2))
 

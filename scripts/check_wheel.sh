@@ -44,6 +44,7 @@ check_wheel() {
     ! grep -qE '(^|/)tests/' <<<"$names" || fail "${wheels[0]} contains test files: $(grep -E '(^|/)tests/' <<<"$names" | head -3)"
     ! grep -qE '(__pycache__/|\.pyc$)' <<<"$names" || fail "${wheels[0]} contains compiled Python caches"
     grep -qx 'universalclassifier/inference/predict.py' <<<"$names" || fail "${wheels[0]} lacks universalclassifier/inference/predict.py"
+    grep -qx 'universalclassifier/py.typed' <<<"$names" || fail "${wheels[0]} lacks universalclassifier/py.typed (PEP 561 marker)"
     metadata="$(unzip -p "${wheels[0]}" 'universalclassifier-*.dist-info/METADATA')"
     for name in torch SimpleITK numpy scipy batchgenerators scikit-learn; do
         grep -qiE "^Requires-Dist: *${name}([^A-Za-z0-9._-]|$)" <<<"$metadata" || fail "${wheels[0]} METADATA lacks Requires-Dist: $name"

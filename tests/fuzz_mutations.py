@@ -198,7 +198,9 @@ FILE_MUTATIONS: dict[str, FileMutation] = {
     "garbage bytes": lambda p, r: _bytes(p, r.bytes(int(r.integers(1, 4000)))),
     "truncated file": lambda p, r: _bytes(p, p.read_bytes()[: int(r.integers(1, p.stat().st_size))]),
     "a directory instead of a file": lambda p, r: _directory(p),
-    "mha header: huge size": lambda p, r: _patched_mha(p, "DimSize", " ".join(str(int(r.integers(2000, 10**6))) for _ in range(3))),
+    "mha header: huge size": lambda p, r: _patched_mha(
+        p, "DimSize", " ".join(str(int(r.integers(2000, 10**6))) for _ in range(3))
+    ),
     "mha header: zero size": lambda p, r: _patched_mha(p, "DimSize", "0 12 12"),
     "mha header: 4 dimensions": lambda p, r: _patched_mha(p, "NDims", "4"),
     "mha header: zero spacing": lambda p, r: _patched_mha(p, "ElementSpacing", "0 1 1"),
@@ -313,7 +315,9 @@ JSON_MUTATIONS: dict[str, JsonMutation] = {
     "values keys": lambda d, r: _set(d["classification_labels"][0], "values", {"1": "a", "2": "b"}),
     "ordinal": lambda d, r: _set(d["classification_labels"][1], "ordinal", _pick(r, EVIL_VALUES)),
     "labels map": lambda d, r: _set(d, "labels", _pick(r, [{}, [], {"1": "x"}, {str(i): i for i in range(300)}])),
-    "modality map": lambda d, r: _set(d, "modality", _pick(r, [{}, [], {"1": "CT"}, {str(i): "CT" for i in range(40)}])),
+    "modality map": lambda d, r: _set(
+        d, "modality", _pick(r, [{}, [], {"1": "CT"}, {str(i): "CT" for i in range(40)}])
+    ),
     "heads": lambda d, r: _set(d, "classification_labels", _pick(r, EVIL_VALUES)),
     "training": lambda d, r: _set(d, "training", _pick(r, EVIL_VALUES)),
     "required key": lambda d, r: _delete(d, _pick(r, ["modality", "classification_labels", "training"])),
@@ -494,10 +498,19 @@ PREDICT_ARGUMENT_MUTATIONS: dict[str, PredictCall] = {
     "folds 'all' as a string": lambda a, i, r, g: ((a, i, r), {"folds": "all"}),
     "folds evil": lambda a, i, r, g: ((a, i, r), {"folds": [_pick(g, EVIL_VALUES)]}),
     "fold not trained": lambda a, i, r, g: ((a, i, r), {"folds": [4]}),
-    "device evil": lambda a, i, r, g: ((a, i, r), {"device": _pick(g, ["gpu", "cuda:99", "meta", "mps", 5, "", "cpu:x"])}),
+    "device evil": lambda a, i, r, g: (
+        (a, i, r),
+        {"device": _pick(g, ["gpu", "cuda:99", "meta", "mps", 5, "", "cpu:x"])},
+    ),
     "task evil": lambda a, i, r, g: ((a, i, r), {"task": _pick(g, EVIL_VALUES)}),
-    "max_input_voxels evil": lambda a, i, r, g: ((a, i, r), {"max_input_voxels": _pick(g, [0, -1, "big", None, 1.5, float("nan")])}),
-    "max_resampled_voxels evil": lambda a, i, r, g: ((a, i, r), {"max_resampled_voxels": _pick(g, [0, -1, "big", None, True])}),
+    "max_input_voxels evil": lambda a, i, r, g: (
+        (a, i, r),
+        {"max_input_voxels": _pick(g, [0, -1, "big", None, 1.5, float("nan")])},
+    ),
+    "max_resampled_voxels evil": lambda a, i, r, g: (
+        (a, i, r),
+        {"max_resampled_voxels": _pick(g, [0, -1, "big", None, True])},
+    ),
 }
 
 

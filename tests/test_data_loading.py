@@ -13,6 +13,7 @@ from batchgenerators.transforms.abstract_transforms import Compose
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
+from helpers import NUM_ROI_CLASSES, make_plans, write_cases
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import (
@@ -25,53 +26,9 @@ from universalclassifier.training.augmentation import (
 )
 from universalclassifier.training.data_loading import CaseBatchLoader
 
-NUM_ROI_CLASSES = 3
 ROI_CHANNEL_VALUES = {0.0, np.float32(1 / 3), np.float32(2 / 3)}
 # (number of image channels, image size)
 LAYOUTS = [(1, (8, 24, 24)), (2, (12, 20, 16))]
-
-
-def make_plans(num_modalities: int, image_size: tuple[int, ...], dummy_2d: bool = False) -> Plans:
-    return Plans(
-        task_name="Task001_Fake",
-        modalities=[f"m{i}" for i in range(num_modalities)],
-        normalization_schemes=["nonCT"] * num_modalities,
-        use_mask_for_norm=[False] * num_modalities,
-        intensity_properties={},
-        transpose_forward=[0, 1, 2],
-        transpose_backward=[0, 1, 2],
-        target_spacing=[1.0, 1.0, 1.0],
-        image_size=list(image_size),
-        batch_size=2,
-        do_dummy_2D_data_aug=dummy_2d,
-        num_roi_classes=NUM_ROI_CLASSES,
-        uses_roi=True,
-        classification_labels=[
-            {"name": "malignant", "ordinal": False, "values": ["no", "yes"]},
-            {"name": "grade", "ordinal": True, "values": ["1", "2", "3"]},
-        ],
-        num_training_cases=4,
-    )
-
-
-def write_cases(
-    folder: Path, num_modalities: int, size: tuple[int, ...], num_cases: int = 4
-) -> tuple[list[Path], np.ndarray]:
-    """Fake preprocessed arrays: smooth image channels (different per case) + an ROI with -1/0/1/2 regions."""
-    rng = np.random.default_rng(7)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in size], indexing="ij"))
-    files = []
-    for case in range(num_cases):
-        images = [np.sin(3 * (grid * rng.normal(size=(3, 1, 1, 1))).sum(0)) + case for _ in range(num_modalities)]
-        radius = np.sqrt((grid**2).sum(0))
-        roi = np.where(radius < 1.2, 0.0, -1.0)
-        roi[radius < 0.8] = 1
-        roi[(radius < 0.8) & (grid[-1] > 0.1)] = 2
-        path = folder / f"case_{case:04d}.npy"
-        np.save(path, np.stack([*images, roi]).astype(np.float32))
-        files.append(path)
-    targets = np.array([[case % 2, case % 3] for case in range(num_cases)], dtype=np.int64)
-    return files, targets
 
 
 @pytest.fixture(params=LAYOUTS, ids=["1ch-8x24x24", "2ch-12x20x16"])
@@ -161,7 +118,7 @@ def test_spatial_transforms_move_image_and_roi_together(tmp_path):
     label_two = (array[-1] == 2).astype(np.float32)
     np.random.seed(5)
     batch = spatial_only(data=np.repeat(label_two[None, None], 16, 0), seg=np.repeat(array[None, -1:], 16, 0))
-    for image, seg in zip(batch["data"][:, 0], batch["seg"][:, 0]):
+    for image, seg in zip(batch["data"][:, 0], batch["seg"][:, 0], strict=True):
         assert set(np.unique(seg)) <= {-1.0, 0.0, 1.0, 2.0}
         overlap = ((image > 0.5) & (seg == 2)).sum()
         assert 2 * overlap / ((image > 0.5).sum() + (seg == 2).sum()) > 0.9
@@ -177,11 +134,11 @@ def test_seeded_batches_are_reproducible(tmp_path, num_workers):
         return draw(make_batch_generator(files, targets, plans, 2, train=True, num_workers=num_workers, seed=seed), 4)
 
     first, again, other = first_batches(11), first_batches(11), first_batches(12)
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert a["keys"] == b["keys"]
         torch.testing.assert_close(a["data"], b["data"], rtol=0, atol=0)
         torch.testing.assert_close(a["target"], b["target"], rtol=0, atol=0)
-    assert any(not torch.equal(a["data"], c["data"]) for a, c in zip(first, other))
+    assert any(not torch.equal(a["data"], c["data"]) for a, c in zip(first, other, strict=True))
 
 
 def test_dummy_2d_pipeline_keeps_shapes_and_rotates_in_plane(tmp_path):

@@ -8,7 +8,15 @@ from universalclassifier.demo import DemoSettings, format_results, main, run_dem
 
 
 def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
-    settings = DemoSettings(num_cases=10, num_test=2, base_size=(8, 24, 24), epochs=1, batches_per_epoch=1, val_batches_per_epoch=1, num_workers=0)
+    settings = DemoSettings(
+        num_cases=10,
+        num_test=2,
+        base_size=(8, 24, 24),
+        epochs=1,
+        batches_per_epoch=1,
+        val_batches_per_epoch=1,
+        num_workers=0,
+    )
     result = run_demo(tmp_path / "demo", settings, show_progress=False)
     folder = result["trainer_folder"]
     assert sorted(p.name for p in folder.glob("fold_*")) == [f"fold_{i}" for i in range(5)]

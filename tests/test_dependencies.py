@@ -8,7 +8,7 @@ import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from conftest import REPO
+from helpers import REPO
 
 # torch <= 2.5.1 runs code from a crafted file even with torch.load(weights_only=True) (CVE-2025-32434).
 UNSAFE_TORCH = ("2.1.0", "2.5.1")

@@ -19,10 +19,10 @@ from universalclassifier.evaluation.calibration import (
     plot_reliability_diagram,
     reliability_curve,
 )
+from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.evaluation.summarize import summarize_cross_validation
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
 from universalclassifier.plans import Plans
-from universalclassifier.training.metrics import macro_auc
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,12 +14,14 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic import generate_task
 
-_spec = importlib.util.spec_from_file_location("bench_fault_injection", REPO / "benchmarks" / "bench_fault_injection.py")
+_spec = importlib.util.spec_from_file_location(
+    "bench_fault_injection", REPO / "benchmarks" / "bench_fault_injection.py"
+)
 faults = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = faults  # dataclasses look their module up there
 _spec.loader.exec_module(faults)
@@ -75,7 +77,9 @@ def test_killed_preprocessing_is_refused_or_complete_and_reruns_identically(prep
 def test_killed_training_resumes_to_the_planned_epochs(task, train_report):
     assert train_report.runs == len(SEEDS) and train_report.failures == []
     for seed in SEEDS:
-        final = json.loads((task.trainer_folder() / f"fold_{seed % 5}" / "model_final_checkpoint.model.json").read_text())
+        final = json.loads(
+            (task.trainer_folder() / f"fold_{seed % 5}" / "model_final_checkpoint.model.json").read_text()
+        )
         assert final["epoch"] == faults.EPOCHS
 
 

@@ -59,14 +59,16 @@ def test_mutated_tasks_are_refused_by_validation_or_accepted(tmp_path):
         before = digest(pristine)
         names = _sample(task_mutation_names(), TASK_MUTATIONS_PER_SEED, seed) + (ALWAYS_TASK if seed == 0 else [])
         for index, name in enumerate(names):
-            outcomes.append(run_task_mutation(pristine, tmp_path / "runs" / f"{seed}_{index}", name, seed, SECONDS_PER_RUN))
+            sandbox = tmp_path / "runs" / f"{seed}_{index}"
+            outcomes.append(run_task_mutation(pristine, sandbox, name, seed, SECONDS_PER_RUN))
         assert digest(pristine) == before
     counts = _assert_clean(outcomes, ALWAYS_TASK)
     assert counts["mutations_tried"] == len(SEEDS) * TASK_MUTATIONS_PER_SEED + len(ALWAYS_TASK)
     refusals = [o for o in outcomes if o.result == "refused"]
     # validation reads image headers only: damaged pixel data shows when the pixels are read, as a UserInputError
     late = [o for o in refusals if o.error != "TaskValidationError"]
-    assert refusals and all(o.error == "UserInputError" and o.detail.startswith("Cannot read image") for o in late), late
+    assert refusals
+    assert all(o.error == "UserInputError" and o.detail.startswith("Cannot read image") for o in late), late
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["runs", *(f"pristine_{s}" for s in SEEDS)])
 
 
@@ -80,7 +82,9 @@ def test_mutated_prediction_inputs_are_refused_or_accepted(artifact, tmp_path):
     trained_models = artifact.data_root / "trained_models"
     outcomes = []
     for seed in SEEDS:
-        names = _sample(predict_mutation_names(), PREDICT_MUTATIONS_PER_SEED, seed) + (ALWAYS_PREDICT if seed == 0 else [])
+        names = _sample(predict_mutation_names(), PREDICT_MUTATIONS_PER_SEED, seed) + (
+            ALWAYS_PREDICT if seed == 0 else []
+        )
         for index, name in enumerate(names):
             sandbox = tmp_path / f"{seed}_{index}"
             outcomes.append(run_predict_mutation(trained_models, images[0], roi, sandbox, name, seed, SECONDS_PER_RUN))

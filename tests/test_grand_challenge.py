@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
@@ -21,7 +21,9 @@ from universalclassifier.training.trainer import ClassifierTrainer, TrainingOpti
 EXAMPLE = REPO / "examples" / "grand_challenge"
 PROCESS = EXAMPLE / "process.py"
 CONFIG = EXAMPLE / "task_config.json"
-TINY = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False)
+TINY = TrainingOptions(
+    max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,10 @@ def test_writes_one_json_per_output(model, input_dir, tmp_path):
     result = _process(model, input_dir, tmp_path / "output")
     assert result.returncode == 0, result.stderr
     output = tmp_path / "output"
-    assert sorted(p.name for p in output.iterdir()) == ["lesion-contrast-likelihood.json", "lesion-size-likelihoods.json"]
+    assert sorted(p.name for p in output.iterdir()) == [
+        "lesion-contrast-likelihood.json",
+        "lesion-size-likelihoods.json",
+    ]
     contrast = json.loads((output / "lesion-contrast-likelihood.json").read_text())
     sizes = json.loads((output / "lesion-size-likelihoods.json").read_text())
     assert isinstance(contrast, float) and 0 <= contrast <= 1
@@ -103,7 +108,10 @@ def process_module():
         ({"input_interfaces": ["ct-image"]}, "'output_interfaces' must be a non-empty list"),
         ({"input_interfaces": ["a", "a"], "output_interfaces": ["b"]}, "lists an interface twice"),
         ({"input_interfaces": ["../x"], "output_interfaces": ["b"]}, "'input_interfaces' must be"),
-        ({"input_interfaces": ["a"], "output_interfaces": ["b"], "roi_interface": "c"}, r"unknown key\(s\) \['roi_interface'\]"),
+        (
+            {"input_interfaces": ["a"], "output_interfaces": ["b"], "roi_interface": "c"},
+            r"unknown key\(s\) \['roi_interface'\]",
+        ),
     ],
 )
 def test_config_errors(process_module, tmp_path, config, message):

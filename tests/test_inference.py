@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_script
+from helpers import run_script
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import get_predictor, predict
 from universalclassifier.paths import TaskPaths
@@ -21,7 +21,9 @@ from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
-TINY = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False)
+TINY = TrainingOptions(
+    max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
+)
 
 
 def _train(root: Path, task_id: int, folds: list) -> TaskPaths:
@@ -35,14 +37,26 @@ def _train(root: Path, task_id: int, folds: list) -> TaskPaths:
 @pytest.fixture(scope="module")
 def roi_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("roi_model")
-    generate_task(root, 11, "RoiCT", num_cases=10, with_roi=True, base_size=(10, 32, 32), num_test=3, extension=".mha", seed=4)
+    generate_task(
+        root, 11, "RoiCT", num_cases=10, with_roi=True, base_size=(10, 32, 32), num_test=3, extension=".mha", seed=4
+    )
     return _train(root, 11, [0, 1])
 
 
 @pytest.fixture(scope="module")
 def noroi_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("noroi_model")
-    generate_task(root, 12, "NoRoiMR", num_cases=8, modalities=("T1", "T2"), with_roi=False, base_size=(10, 20, 20), num_test=2, seed=5)
+    generate_task(
+        root,
+        12,
+        "NoRoiMR",
+        num_cases=8,
+        modalities=("T1", "T2"),
+        with_roi=False,
+        base_size=(10, 20, 20),
+        num_test=2,
+        seed=5,
+    )
     return _train(root, 12, ["all"])
 
 
@@ -162,7 +176,8 @@ def refuse(*args, **kwargs):
     raise AssertionError("generic unpickling attempted")
 pickle.load = pickle.loads = pickle.Unpickler = refuse
 _pickle.load = _pickle.loads = _pickle.Unpickler = refuse
-print(json.dumps(p.predict({str(roi_model.data_root / 'trained_models')!r}, {[str(i) for i in images]!r}, {str(roi)!r})))
+artifact = {str(roi_model.data_root / 'trained_models')!r}
+print(json.dumps(p.predict(artifact, {[str(i) for i in images]!r}, {str(roi)!r})))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -170,7 +185,10 @@ print(json.dumps(p.predict({str(roi_model.data_root / 'trained_models')!r}, {[st
 
 
 def test_import_is_light():
-    code = "import sys, universalclassifier; print('torch' in sys.modules, callable(universalclassifier.predict), 'torch' in sys.modules)"
+    code = (
+        "import sys, universalclassifier; "
+        "print('torch' in sys.modules, callable(universalclassifier.predict), 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "True", "True"]
 
@@ -180,12 +198,18 @@ def test_uc_predict_folder(roi_model, tmp_path):
     shutil.copytree(roi_model.raw / "imagesTs", inputs)
     shutil.copytree(roi_model.raw / "labelsTs", seg)
     data = str(roi_model.data_root)
-    result = run_script("uc_predict.sh", data, "-i", str(inputs), "-s", str(seg), "-o", str(out), "-t", "11", "-f", "0", "1")
+    result = run_script(
+        "uc_predict.sh", data, "-i", str(inputs), "-s", str(seg), "-o", str(out), "-t", "11", "-f", "0", "1"
+    )
     assert result.returncode == 0, result.stderr
     cases = ["case_0010", "case_0011", "case_0012"]
     for case in cases:
         content = json.loads((out / f"{case}.json").read_text())
-        assert content["case_id"] == case and isinstance(content["lesion_contrast"], float) and len(content["lesion_size"]) == 3
+        assert (
+            content["case_id"] == case
+            and isinstance(content["lesion_contrast"], float)
+            and len(content["lesion_size"]) == 3
+        )
     with open(out / "summary.csv") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["case_id", "lesion_contrast", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2"]
@@ -199,7 +223,9 @@ def test_uc_predict_folder(roi_model, tmp_path):
     result = run_script("uc_predict.sh", data, "-i", str(inputs), "-s", str(seg), "-o", str(out))
     assert result.returncode == 2 and "case_0011" in result.stderr
     assert (out / "case_0010.json").stat().st_mtime_ns == stamp and (out / "case_0012.json").is_file()
-    result = run_script("uc_predict.sh", data, "-i", str(inputs), "-s", str(seg), "-o", str(out), "--overwrite_existing")
+    result = run_script(
+        "uc_predict.sh", data, "-i", str(inputs), "-s", str(seg), "-o", str(out), "--overwrite_existing"
+    )
     assert (out / "case_0010.json").stat().st_mtime_ns != stamp
 
     result = run_script("uc_predict.sh", data, "-i", str(inputs), "-o", str(out))

@@ -56,7 +56,9 @@ def _forbid(monkeypatch, name: str) -> None:
 def test_header_claiming_too_many_voxels_is_refused_before_any_pixel_is_read(artifact, tmp_path):
     images, roi = held_out_case(artifact)
     huge = _patched_mha(images[0], tmp_path / "huge_0000.mha", "DimSize", "DimSize = 4096 4096 4096")
-    with pytest.raises(UserInputError, match=rf"huge_0000\.mha has 68,719,476,736 voxels.*max_input_voxels = {MAX_INPUT_VOXELS:,}"):
+    with pytest.raises(
+        UserInputError, match=rf"huge_0000\.mha has 68,719,476,736 voxels.*max_input_voxels = {MAX_INPUT_VOXELS:,}"
+    ):
         predict(artifact.data_root / "trained_models", [huge], roi)
 
 
@@ -95,7 +97,9 @@ def test_case_that_would_resample_beyond_the_limit_is_refused_before_resampling(
     _forbid(monkeypatch, "resample_image")
     _forbid(monkeypatch, "resample_labels")
     artifact_path = artifact.data_root / "trained_models"
-    with pytest.raises(UserInputError, match=rf"more than max_resampled_voxels = {MAX_RESAMPLED_VOXELS:,}.*coarse_0000"):
+    with pytest.raises(
+        UserInputError, match=rf"more than max_resampled_voxels = {MAX_RESAMPLED_VOXELS:,}.*coarse_0000"
+    ):
         predict(artifact_path, [coarse], coarse_roi)
     with pytest.raises(UserInputError, match=r"more than max_resampled_voxels = 10 \(the model's image size"):
         predict(artifact_path, images, roi, max_resampled_voxels=10)
@@ -117,7 +121,9 @@ def test_roi_values_that_are_not_the_models_labels_are_refused(artifact, tmp_pat
     array[array.shape[0] // 2, 3:6, 3:6] = value
     bad = _write_like(roi, array, tmp_path / "roi.mha")  # ITK's NIfTI I/O turns NaN into 0
     _forbid(monkeypatch, "resample_labels")
-    with pytest.raises(UserInputError, match=rf"ROI {bad} holds value\(s\) {shown} .*integer labels 0\.\.1 \(num_roi_classes = 2\)"):
+    with pytest.raises(
+        UserInputError, match=rf"ROI {bad} holds value\(s\) {shown} .*integer labels 0\.\.1 \(num_roi_classes = 2\)"
+    ):
         predict(artifact.data_root / "trained_models", images, bad)
 
 
@@ -142,10 +148,15 @@ def test_validation_refuses_oversized_and_unusable_headers(artifact, tmp_path):
     with pytest.raises(TaskValidationError) as caught:
         validate_task(task, show_progress=False)
     problems = caught.value.problems
-    assert any("case case_0000: case_0000_0000.mha has 1,000,000,000,000,000 voxels" in p and "max_input_voxels" in p for p in problems)
+    assert any(
+        "case case_0000: case_0000_0000.mha has 1,000,000,000,000,000 voxels" in p and "max_input_voxels" in p
+        for p in problems
+    )
     assert any("case case_0001: case_0001_0000.mha has spacing" in p and "finite number > 0" in p for p in problems)
     smaller = math.prod(sitk.ReadImage(str(task / "imagesTr" / "case_0002_0000.nii.gz")).GetSize()) - 1
-    with pytest.raises(TaskValidationError, match=rf"case_0002_0000\.nii\.gz has .* more than max_input_voxels = {smaller:,}"):
+    with pytest.raises(
+        TaskValidationError, match=rf"case_0002_0000\.nii\.gz has .* more than max_input_voxels = {smaller:,}"
+    ):
         validate_task(task, show_progress=False, max_input_voxels=smaller)
 
 
@@ -162,6 +173,8 @@ def test_command_line_limits_reach_prediction_and_planning(artifact, tmp_path, c
     task = tmp_path / "data" / "raw" / "nnUNet_raw_data" / raw.name
     shutil.copytree(raw, task)
     capsys.readouterr()
-    assert plan_and_preprocess_main([str(tmp_path / "data"), "-t", raw.name, "--max_input_voxels", "100", "--quiet"]) != 0
+    arguments = [str(tmp_path / "data"), "-t", raw.name, "--max_input_voxels", "100", "--quiet"]
+    assert plan_and_preprocess_main(arguments) != 0
     assert "more than max_input_voxels = 100" in capsys.readouterr().err
-    assert not (tmp_path / "data" / "preprocessed").exists() or not any((tmp_path / "data" / "preprocessed").rglob("*.npy"))
+    preprocessed = tmp_path / "data" / "preprocessed"
+    assert not preprocessed.exists() or not any(preprocessed.rglob("*.npy"))

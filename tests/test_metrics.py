@@ -8,9 +8,9 @@ import logging
 import numpy as np
 import pytest
 
-from universalclassifier.training.metrics import head_metrics, plot_roc_curves, summarize_heads
+from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves, summarize_heads
 
-LOGGER = "universalclassifier.training.metrics"
+LOGGER = "universalclassifier.evaluation.metrics"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 BINARY_TARGETS = [0, 0, 1, 1]

@@ -87,7 +87,7 @@ def test_training_step_updates_weights_with_finite_gradients() -> None:
     x = torch.randn(2, 2, 8, 24, 24)
     targets = [torch.tensor([0, 1]), torch.tensor([2, 0])]
     outputs = model(x)
-    loss = sum(torch.nn.functional.cross_entropy(o, t) for o, t in zip(outputs, targets))
+    loss = sum(torch.nn.functional.cross_entropy(o, t) for o, t in zip(outputs, targets, strict=True))
     optimizer.zero_grad()
     loss.backward()
 
@@ -96,7 +96,7 @@ def test_training_step_updates_weights_with_finite_gradients() -> None:
         assert torch.isfinite(weight.grad).all()
         assert weight.grad.abs().sum() > 0
     optimizer.step()
-    for weight, old in zip(watched, before):
+    for weight, old in zip(watched, before, strict=True):
         assert not torch.equal(weight.detach(), old)
 
 
@@ -120,7 +120,7 @@ def test_eval_mode_is_deterministic(network: I3DClassifier) -> None:
     with torch.no_grad():
         first = network(x)
         second = network(x)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
 
 
@@ -140,7 +140,10 @@ def test_eval_mode_is_deterministic(network: I3DClassifier) -> None:
         ({"num_input_channels": 1, "head_sizes": [2], "dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
         ({"num_input_channels": 1, "head_sizes": [2], "dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
         ({"num_input_channels": 2, "head_sizes": [2], "normalization": "layer"}, r"normalization must be one of"),
-        ({"num_input_channels": 2, "head_sizes": [2], "num_roi_classes": 1}, r"num_roi_classes must be an integer >= 2"),
+        (
+            {"num_input_channels": 2, "head_sizes": [2], "num_roi_classes": 1},
+            r"num_roi_classes must be an integer >= 2",
+        ),
     ],
 )
 def test_argument_validation(kwargs: dict, message: str) -> None:
@@ -238,7 +241,9 @@ def test_fine_roi_features_read_the_input_inside_each_label() -> None:
     network(x)
     label2 = features["x"][0, NUM_FEATURES + per_label + ROI_POOLING_FEATURES + 2 * FINE_ROI_CHANNELS :]
     inside = x[0, :2, 6:10, 8:14, 8:14].flatten(1)
-    expected = torch.cat([inside.mean(1), inside.std(1, unbiased=False), torch.tensor([(144 / (16 * 24 * 24)) ** (1 / 3)])])
+    expected = torch.cat(
+        [inside.mean(1), inside.std(1, unbiased=False), torch.tensor([(144 / (16 * 24 * 24)) ** (1 / 3)])]
+    )
     torch.testing.assert_close(label2[[0, 1, 2, 3, 4]], expected, atol=2e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="fine_roi_features needs ROI pooling"):
         build_network(2, [2], num_roi_classes=0, fine_roi_features=True)

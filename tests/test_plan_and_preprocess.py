@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_script
+from helpers import run_script
 from universalclassifier.paths import PLANS_FILENAME, STAGE_FOLDER
 from universalclassifier.planning.planner import plan_target_spacing
 from universalclassifier.plans import Plans
@@ -25,16 +25,32 @@ PLAN_KEYS = {
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     # CT with ROIs, thin slabs along x (anisotropic, coarsest axis last -> transposed first)
-    generate_task(root, 1, "CTroi", num_cases=12, with_roi=True, base_size=(36, 40, 10), spacing=(0.8, 0.8, 4.0), seed=1)
+    generate_task(
+        root, 1, "CTroi", num_cases=12, with_roi=True, base_size=(36, 40, 10), spacing=(0.8, 0.8, 4.0), seed=1
+    )
     # two-modality MR without ROIs, written as .mha
-    generate_task(root, 2, "MRnoroi", num_cases=10, modalities=("T1", "T2"), with_roi=False, base_size=(20, 28, 24), extension=".mha", seed=2)
+    generate_task(
+        root,
+        2,
+        "MRnoroi",
+        num_cases=10,
+        modalities=("T1", "T2"),
+        with_roi=False,
+        base_size=(20, 28, 24),
+        extension=".mha",
+        seed=2,
+    )
     return root
 
 
@@ -68,7 +84,7 @@ def test_ct_task_plans(ct_run, data_root):
     expected_target = plan_target_spacing(spacings, sizes)[[2, 0, 1]]
     np.testing.assert_allclose(plans.target_spacing, expected_target)
     extents = (sizes * spacings)[:, [2, 0, 1]].max(axis=0)
-    assert plans.image_size == [int(np.ceil(round(e / t, 6))) for e, t in zip(extents, expected_target)]
+    assert plans.image_size == [int(np.ceil(round(e / t, 6))) for e, t in zip(extents, expected_target, strict=True)]
     stats = plans.intensity_properties["0"]
     assert stats["min"] <= stats["percentile_00_5"] < stats["median"] < stats["percentile_99_5"] <= stats["max"]
     assert 60 < stats["mean"] < 120  # the organ (ROI) of the synthetic CT is about 90 HU
@@ -96,6 +112,7 @@ def test_ct_task_arrays(ct_run, data_root):
                 [properties["size_after_cropping"][a] for a in plans.transpose_forward],
                 [properties["original_spacing"][a] for a in plans.transpose_forward],
                 plans.target_spacing,
+                strict=True,
             )
         ]
     # CT normalization: clipped to the fingerprint percentiles, standardized with its mean and sd
@@ -150,7 +167,9 @@ def test_predict_time_preprocessing_matches_stored_arrays(mr_run, data_root):
     out = data_root / "preprocessed" / "Task002_MRnoroi"
     plans = Plans.load(out / PLANS_FILENAME)
     raw = data_root / "raw" / "nnUNet_raw_data" / "Task002_MRnoroi" / "imagesTr"
-    array, properties = preprocess_case("case_0003", [raw / "case_0003_0000.mha", raw / "case_0003_0001.mha"], None, plans)
+    array, properties = preprocess_case(
+        "case_0003", [raw / "case_0003_0000.mha", raw / "case_0003_0001.mha"], None, plans
+    )
     np.testing.assert_array_equal(array, np.load(out / STAGE_FOLDER / "case_0003.npy"))
 
 
@@ -161,7 +180,9 @@ def test_rerun_keeps_user_splits_and_plan_only_skips_arrays(mr_run, data_root):
     splits.write_text('[{"train": ["case_0000"], "val": ["case_0001"]}]')
     stale = out / STAGE_FOLDER / "stale_case.npy"
     stale.write_bytes(b"old")
-    result = run_script("uc_plan_and_preprocess.sh", str(data_root), "-t", "2", "-tf", "2", "--verify_dataset_integrity", "-tl", "4")
+    result = run_script(
+        "uc_plan_and_preprocess.sh", str(data_root), "-t", "2", "-tf", "2", "--verify_dataset_integrity", "-tl", "4"
+    )
     assert result.returncode == 0, result.stderr
     assert splits.read_text() == '[{"train": ["case_0000"], "val": ["case_0001"]}]'
     assert not stale.exists() and len(list((out / STAGE_FOLDER).glob("*.npy"))) == 10

@@ -81,8 +81,18 @@ def one_gpu(monkeypatch):
 
 
 def test_device_is_written_with_its_index(one_gpu):
-    assert canonical_device("cuda") == canonical_device("cuda:0") == canonical_device(torch.device("cuda")) == torch.device("cuda", 0)
-    assert canonical_device("cpu") == canonical_device("cpu:0") == canonical_device(torch.device("cpu")) == torch.device("cpu")
+    assert (
+        canonical_device("cuda")
+        == canonical_device("cuda:0")
+        == canonical_device(torch.device("cuda"))
+        == torch.device("cuda", 0)
+    )
+    assert (
+        canonical_device("cpu")
+        == canonical_device("cpu:0")
+        == canonical_device(torch.device("cpu"))
+        == torch.device("cpu")
+    )
     assert canonical_device(None) == torch.device("cuda", 0)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_script
+from helpers import run_script
 from universalclassifier.artifact import find_trainer_folder
 from universalclassifier.cli import radiomics_main
 from universalclassifier.dataset.image_io import Geometry, read_image, write_image
@@ -231,7 +231,8 @@ def test_summarize_says_how_to_get_the_reference(tmp_path):
     # a reference made for other heads is left out with the reason, it does not block the deep model's summary
     stale = trainer.parent / REFERENCE_FOLDER / "fold_0" / "validation"
     stale.mkdir(parents=True)
-    (stale / "predictions.json").write_text(json.dumps({"case_0": {"other_head": {"target": 0, "probabilities": [1, 0]}}}))
+    stale_predictions = {"case_0": {"other_head": {"target": 0, "probabilities": [1, 0]}}}
+    (stale / "predictions.json").write_text(json.dumps(stale_predictions))
     summary = summarize_cross_validation(trainer, num_resamples=20)
     assert not summary["reference"]["available"] and "no target and probabilities" in summary["reference"]["problem"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -29,13 +30,14 @@ def test_warm_up_then_cosine():
     rates = [recipe.learning_rate_at(e, 24) for e in range(24)]
     assert rates[:5] == pytest.approx([0.1, 0.325, 0.55, 0.775, 1.0])
     assert rates[14] == pytest.approx(0.5)
-    assert all(a > b for a, b in zip(rates[4:], rates[5:])) and rates[-1] < 0.01
+    assert all(a > b for a, b in itertools.pairwise(rates[4:])) and rates[-1] < 0.01
     # a warm-up longer than training is shortened so the peak is still reached
     assert dataclasses.replace(recipe, warmup_epochs=50).learning_rate_at(1, 2) == pytest.approx(1.0)
 
 
 def test_registry_and_round_trip():
-    assert recipe_for("ClassifierTrainer") is DEFAULT and set(RECIPES) == {"ClassifierTrainer", "ClassifierTrainerAUC23"}
+    assert recipe_for("ClassifierTrainer") is DEFAULT
+    assert set(RECIPES) == {"ClassifierTrainer", "ClassifierTrainerAUC23"}
     with pytest.raises(UserInputError, match="Unknown trainer 'nnUNetTrainerV2': choose one of ClassifierTrainer"):
         recipe_for("nnUNetTrainerV2")
     assert Recipe(**DEFAULT.to_dict()) == DEFAULT
@@ -43,9 +45,14 @@ def test_registry_and_round_trip():
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"optimizer": "adam"}, "optimizer must be one of"), ({"normalization": "layer"}, "normalization must be one of"),
-     ({"learning_rate": 0.0}, "out of range"),
-     ({"head_learning_rate_factor": 0.0}, "out of range"), ({"dropout": 1.0}, "out of range"), ({"gradient_clip": 0}, "out of range")],
+    [
+        ({"optimizer": "adam"}, "optimizer must be one of"),
+        ({"normalization": "layer"}, "normalization must be one of"),
+        ({"learning_rate": 0.0}, "out of range"),
+        ({"head_learning_rate_factor": 0.0}, "out of range"),
+        ({"dropout": 1.0}, "out of range"),
+        ({"gradient_clip": 0}, "out of range"),
+    ],
 )
 def test_bad_recipes_are_refused(change, message):
     with pytest.raises(UserInputError, match=message):
@@ -98,9 +105,38 @@ def test_light_augmentation_drops_smoothing_transforms(tmp_path):
     )
     names = lambda augmentation: [type(t).__name__ for t in training_transforms(plans, augmentation).transforms]  # noqa: E731
     full, light = names("nnunet"), names("light")
-    for dropped in ("GaussianNoiseTransform", "GaussianBlurTransform", "SimulateLowResolutionTransform", "GammaTransform"):
+    smoothing = ("GaussianNoiseTransform", "GaussianBlurTransform", "SimulateLowResolutionTransform", "GammaTransform")
+    for dropped in smoothing:
         assert dropped in full and dropped not in light
     assert "MirrorTransform" in light and "SpatialTransform" in light
     assert not training_transforms(plans, "light").transforms[1].do_elastic_deform
     with pytest.raises(ValueError, match="augmentation must be one of"):
         training_transforms(plans, "heavy")
+
+
+def test_mirror_augmentation_keeps_every_voxel_value():
+    from universalclassifier.plans import Plans
+
+    plans = Plans(
+        task_name="Task001_X", modalities=["T1"], normalization_schemes=["zscore"], use_mask_for_norm=[False],
+        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        target_spacing=[1.0, 1.0, 1.0], image_size=[6, 7, 8], batch_size=2, do_dummy_2D_data_aug=False,
+        num_roi_classes=3, uses_roi=True, classification_labels=[], num_training_cases=6,
+    )
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(4, 1, 6, 7, 8)).astype(np.float32)
+    seg = rng.integers(0, 3, size=(4, 1, 6, 7, 8)).astype(np.float32)
+    flipped_any = False
+    for _ in range(5):
+        out = training_transforms(plans, "mirror")(data=data.copy(), seg=seg.copy())
+        assert out["data"].shape == (4, 2, 6, 7, 8)  # the ROI became the last channel
+        for case in range(4):
+            image, roi = out["data"][case, 0], out["data"][case, 1]
+            flips = [
+                axes for r in range(4) for axes in itertools.combinations((0, 1, 2), r)
+                if np.array_equal(image, np.flip(data[case, 0], axes) if axes else data[case, 0])
+            ]
+            assert len(flips) == 1  # exactly a mirroring of the input: no interpolation, no intensity change
+            np.testing.assert_allclose(roi, np.flip(seg[case, 0], flips[0]) / 3 if flips[0] else seg[case, 0] / 3)
+            flipped_any |= bool(flips[0])
+    assert flipped_any

@@ -15,6 +15,7 @@ import torch
 
 import universalclassifier.atomic as atomic_module
 import universalclassifier.training.splits as splits_module
+from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.dataset.dataset_json import ClassificationLabel
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.summarize import summarize_cross_validation
@@ -26,11 +27,12 @@ from universalclassifier.planning.stage import COMPLETION_MARKER
 from universalclassifier.plans import Plans
 from universalclassifier.radiomics.reference import _write_fold
 from universalclassifier.synthetic import generate_task
-from universalclassifier.training.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.training.splits import load_or_create_splits
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
-TINY = TrainingOptions(max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False)
+TINY = TrainingOptions(
+    max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
+)
 TASK = 21
 
 
@@ -105,7 +107,9 @@ def test_interrupted_preprocessing_keeps_the_previous_plans_and_arrays(planned, 
     stage = paths.stage_folder.name
     for name in (paths.plans_file.name, f"{stage}/case_0000.npy", f"{stage}/{COMPLETION_MARKER}"):
         assert after[name] == before[name], f"{name} changed although the run did not finish"
-    assert sorted(p.name for p in paths.stage_folder.iterdir()) == sorted(p.name for p in planned.stage_folder.iterdir())
+    assert sorted(p.name for p in paths.stage_folder.iterdir()) == sorted(
+        p.name for p in planned.stage_folder.iterdir()
+    )
     ClassifierTrainer(paths, 0, TINY)  # the old, complete data is still usable
 
     monkeypatch.setattr(module, "preprocess_case", real)
@@ -338,7 +342,9 @@ def _cv_summary(paths: TaskPaths) -> Path:
 
 def _radiomics_fold(paths: TaskPaths) -> Path:
     heads = [ClassificationLabel(name="a", ordinal=False, values=("no", "yes"))]
-    _write_fold(paths.reference_folder(), 0, ["x", "y"], heads, {"a": [0, 1]}, {"a": np.array([[0.8, 0.2], [0.3, 0.7]])})
+    _write_fold(
+        paths.reference_folder(), 0, ["x", "y"], heads, {"a": [0, 1]}, {"a": np.array([[0.8, 0.2], [0.3, 0.7]])}
+    )
     return paths.reference_folder() / "fold_0" / "validation" / "predictions.json"
 
 

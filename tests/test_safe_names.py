@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from test_validation import assert_in, edit_json, entry, make_task, validate, validation_error
+from helpers import assert_in, edit_json, entry, make_task, validate, validation_error
 from universalclassifier.dataset.dataset_json import MAX_ROI_LABELS, MODALITY_NAME_RULE, SAFE_NAME_RULE, is_safe_name
 
-UNSAFE_NAMES = ["x/../../escaped", "..", ".hidden", "-dash", "a b", "läsion", "名前", "a\\b", "a\x00b", "a\n", "", "x" * 101]
+UNSAFE_NAMES = [
+    "x/../../escaped", "..", ".hidden", "-dash", "a b", "läsion", "名前", "a\\b", "a\x00b", "a\n", "", "x" * 101
+]
 
 
 @pytest.mark.parametrize("name", UNSAFE_NAMES)
@@ -87,7 +89,9 @@ def test_ordinal_must_be_a_boolean(tmp_path):
 def test_too_many_roi_labels_are_refused(tmp_path):
     task = make_task(tmp_path)
     edit_json(task, lambda d: d.__setitem__("labels", {str(i): f"region{i}" for i in range(MAX_ROI_LABELS + 1)}))
-    assert_in(str(validation_error(task)), f"has {MAX_ROI_LABELS + 1} labels, more than MAX_ROI_LABELS = {MAX_ROI_LABELS}")
+    assert_in(
+        str(validation_error(task)), f"has {MAX_ROI_LABELS + 1} labels, more than MAX_ROI_LABELS = {MAX_ROI_LABELS}"
+    )
 
 
 def test_unreadable_dataset_json_is_reported(tmp_path):

@@ -41,7 +41,7 @@ def test_stratifies_on_label_combination(caplog: pytest.LogCaptureFixture) -> No
     ids = _ids(20)
     combos = [(0, 0)] * 10 + [(0, 1)] * 5 + [(1, 0)] * 5
     targets = {"a": [c[0] for c in combos], "b": [c[1] for c in combos]}
-    by_id = dict(zip(ids, combos))
+    by_id = dict(zip(ids, combos, strict=True))
     with caplog.at_level(logging.INFO, logger=LOGGER):
         splits = make_splits(ids, targets)
     assert "combination of labels ['a', 'b']" in caplog.text
@@ -68,7 +68,7 @@ def test_falls_back_to_first_label(caplog: pytest.LogCaptureFixture) -> None:
     ids = _ids(20)
     a = [0] * 10 + [1] * 10
     b = [0] * 8 + [1] * 2 + [0] * 5 + [1] * 5  # combination (0, 1) has only 2 cases
-    by_id = dict(zip(ids, a))
+    by_id = dict(zip(ids, a, strict=True))
     with caplog.at_level(logging.INFO, logger=LOGGER):
         splits = make_splits(ids, {"a": a, "b": b})
     assert "first label 'a' only" in caplog.text

@@ -16,7 +16,9 @@ from universalclassifier.synthetic_kinds import KINDS, SPECS, generate_kind_task
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
     root = tmp_path_factory.mktemp("kinds")
-    return root, {kind: generate_kind_task(root, kind, 40 + i, num_cases=24, num_test=12, seed=i) for i, kind in enumerate(KINDS)}
+    return root, {
+        kind: generate_kind_task(root, kind, 40 + i, num_cases=24, num_test=12, seed=i) for i, kind in enumerate(KINDS)
+    }
 
 
 def _labels(folder) -> tuple[str, np.ndarray, np.ndarray]:

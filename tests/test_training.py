@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_script
+from helpers import REPO, run_script
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.plans import Plans
@@ -21,13 +21,17 @@ from universalclassifier.synthetic import generate_task
 from universalclassifier.training.recipes import recipe_for
 from universalclassifier.training.trainer import summed_cross_entropy
 
-QUICK = ["--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1", "--num_workers", "1"]
+QUICK = [
+    "--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1", "--num_workers", "1"
+]
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory) -> TaskPaths:
     root = tmp_path_factory.mktemp("train")
-    generate_task(root, 5, "Train", num_cases=10, with_roi=True, base_size=(10, 40, 40), spacing=(2.0, 1.0, 1.0), seed=3)
+    generate_task(
+        root, 5, "Train", num_cases=10, with_roi=True, base_size=(10, 40, 40), spacing=(2.0, 1.0, 1.0), seed=3
+    )
     plan_and_preprocess(root, 5, num_workers=1, show_progress=False)
     return TaskPaths.find(root, 5)
 
@@ -107,12 +111,16 @@ def test_validation_only_recomputes_validation(task, trained):
     validation = trained / "validation"
     expected = json.loads((validation / "predictions.json").read_text())
     shutil.rmtree(validation)
-    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "--validation_only")
+    result = run_script(
+        "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "--validation_only"
+    )
     assert result.returncode == 0, result.stderr
     got = json.loads((validation / "predictions.json").read_text())
     assert got.keys() == expected.keys()
     for case in got:
-        np.testing.assert_allclose(got[case]["lesion_size"]["probabilities"], expected[case]["lesion_size"]["probabilities"], atol=1e-5)
+        np.testing.assert_allclose(
+            got[case]["lesion_size"]["probabilities"], expected[case]["lesion_size"]["probabilities"], atol=1e-5
+        )
     assert (validation / "summary.json").is_file()
 
 
@@ -137,14 +145,14 @@ def test_missing_preprocessed_data_says_what_to_run(tmp_path):
 
 
 def test_validation_only_without_training_says_so(task):
-    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "3", "--validation_only")
+    result = run_script(
+        "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "3", "--validation_only"
+    )
     assert result.returncode == 2 and "train this fold first" in result.stderr
 
 
 def test_auc23_trainer_trains_into_its_own_folder_and_predicts(task):
-    result = run_script(
-        "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainerAUC23", "5", "1", *QUICK
-    )
+    result = run_script("uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainerAUC23", "5", "1", *QUICK)
     assert result.returncode == 0, result.stderr
     folder = task.trainer_folder(trainer="ClassifierTrainerAUC23")
     assert folder.name == "ClassifierTrainerAUC23__UniversalClassifierPlansv1.0"

@@ -1,57 +1,25 @@
-"""Input validation of raw task folders (DESIGN section 3): each test breaks a tiny synthetic task in one way."""
+"""Input validation of raw task folders (README, "Errors and how to fix them"): each test breaks a tiny synthetic task
+in one way."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from universalclassifier.dataset.validation import ValidatedTask, validate_task
+from helpers import assert_in, edit_json, entry, load_json, make_task, validate, validation_error
+from universalclassifier.dataset.validation import ValidatedTask
 from universalclassifier.errors import TaskValidationError, UserInputError
 from universalclassifier.preprocessing.preprocessor import load_case
-from universalclassifier.synthetic import generate_task
 
 VALIDATION_LOGGER = "universalclassifier.dataset.validation"
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-
-
-def make_task(root: Path, **kwargs) -> Path:
-    """A tiny synthetic task (6 cases, about 8x12x12 voxels) in the raw layout; returns the task folder."""
-    kwargs.setdefault("num_cases", 6)
-    kwargs.setdefault("base_size", (8, 12, 12))
-    return generate_task(root, **kwargs)
-
-
-def load_json(folder: Path) -> dict:
-    return json.loads((folder / "dataset.json").read_text())
-
-
-def write_json(folder: Path, dataset: dict) -> None:
-    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
-
-
-def edit_json(folder: Path, change: Callable[[dict], None]) -> dict:
-    """Load dataset.json, let `change` modify it in place, write it back and return it."""
-    dataset = load_json(folder)
-    change(dataset)
-    write_json(folder, dataset)
-    return dataset
-
-
-def entry(dataset: dict, case_id: str) -> dict:
-    """The training entry of a case in a loaded dataset.json."""
-    for item in dataset["training"]:
-        if Path(item["image"]).name.startswith(case_id + "."):
-            return item
-    raise KeyError(case_id)
 
 
 def read(path: Path) -> sitk.Image:
@@ -95,22 +63,6 @@ def rewrite_like(
         origin=[o + origin_shift for o in ref.GetOrigin()],
         direction=direction if direction is not None else ref.GetDirection(),
     )
-
-
-def validate(folder: Path, num_workers: int = 1) -> ValidatedTask:
-    return validate_task(folder, num_workers=num_workers, show_progress=False)
-
-
-def validation_error(folder: Path) -> TaskValidationError:
-    """Run validation expecting it to fail; returns the error."""
-    with pytest.raises(TaskValidationError) as info:
-        validate(folder)
-    return info.value
-
-
-def assert_in(message: str, *parts: str) -> None:
-    for part in parts:
-        assert part in message, f"{part!r} not in message:\n{message}"
 
 
 def snapshot(folder: Path) -> dict[str, int]:
@@ -370,7 +322,9 @@ def test_modality_size_mismatch(tmp_path):
 
 def test_roi_spacing_mismatch(tmp_path):
     task = make_task(tmp_path)
-    rewrite_like(task / "labelsTr" / "case_0002.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", spacing_factor=1.01)
+    rewrite_like(
+        task / "labelsTr" / "case_0002.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", spacing_factor=1.01
+    )
     error = validation_error(task)
     assert len(error.problems) == 1
     assert_in(
@@ -385,7 +339,9 @@ def test_roi_spacing_mismatch(tmp_path):
 
 def test_second_modality_origin_mismatch(tmp_path):
     task = make_task(tmp_path, modalities=("T1", "T2"))
-    rewrite_like(task / "imagesTr" / "case_0002_0001.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", origin_shift=0.5)
+    rewrite_like(
+        task / "imagesTr" / "case_0002_0001.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", origin_shift=0.5
+    )
     error = validation_error(task)
     assert len(error.problems) == 1
     assert_in(
@@ -408,8 +364,12 @@ def test_roi_direction_mismatch(tmp_path):
 def test_geometry_differences_within_tolerance_pass(tmp_path):
     task = make_task(tmp_path, modalities=("T1", "T2"))
     # relative spacing difference 4e-4 and absolute origin difference 4e-4 mm: both within the 1e-3 tolerance
-    rewrite_like(task / "labelsTr" / "case_0001.nii.gz", task / "imagesTr" / "case_0001_0000.nii.gz", spacing_factor=1 + 4e-4)
-    rewrite_like(task / "imagesTr" / "case_0002_0001.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", origin_shift=4e-4)
+    rewrite_like(
+        task / "labelsTr" / "case_0001.nii.gz", task / "imagesTr" / "case_0001_0000.nii.gz", spacing_factor=1 + 4e-4
+    )
+    rewrite_like(
+        task / "imagesTr" / "case_0002_0001.nii.gz", task / "imagesTr" / "case_0002_0000.nii.gz", origin_shift=4e-4
+    )
     result = validate(task)
     assert len(result.cases) == 6
 
@@ -566,7 +526,9 @@ def test_all_problems_reported_in_one_error(tmp_path):
     assert len(error.problems) >= 3
     message = str(error)
     assert_in(message, f"has {len(error.problems)} problem(s)", "fix them and run again")
-    assert_in(message, "case case_0002", "case_0002_0000.nii.gz", "case case_0004", "'lesion_size' = 7", "case case_0005")
+    assert_in(
+        message, "case case_0002", "case_0002_0000.nii.gz", "case case_0004", "'lesion_size' = 7", "case case_0005"
+    )
     # one problem per line, each naming its own case
     assert sum(p.startswith("case case_0002") for p in error.problems) == 1
     assert sum(p.startswith("case case_0004") for p in error.problems) == 1
@@ -576,7 +538,9 @@ def test_all_problems_reported_in_one_error(tmp_path):
 def test_parallel_validation_reports_the_same_problems(tmp_path):
     task = make_task(tmp_path)
     (task / "imagesTr" / "case_0002_0000.nii.gz").unlink()
-    rewrite_like(task / "labelsTr" / "case_0003.nii.gz", task / "imagesTr" / "case_0003_0000.nii.gz", spacing_factor=1.1)
+    rewrite_like(
+        task / "labelsTr" / "case_0003.nii.gz", task / "imagesTr" / "case_0003_0000.nii.gz", spacing_factor=1.1
+    )
     serial = validation_error(task)
     with pytest.raises(TaskValidationError) as info:
         validate(task, num_workers=2)
@@ -599,7 +563,9 @@ def test_roi_without_foreground_warns(tmp_path, caplog):
         result = validate(task)
     assert len(result.cases) == 6
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("case case_0004" in w and "case_0004.nii.gz has no foreground" in w and "nonzero crop" in w for w in warnings), warnings
+    assert any(
+        "case case_0004" in w and "case_0004.nii.gz has no foreground" in w and "nonzero crop" in w for w in warnings
+    ), warnings
 
 
 def test_stray_image_file_warns(tmp_path, caplog):
@@ -670,7 +636,7 @@ def test_valid_task_with_roi(tmp_path):
     assert result.description.modalities == ("CT",)
     assert [h.name for h in result.description.classification_labels] == ["lesion_contrast", "lesion_size"]
     assert result.description.roi_labels == {0: "background", 1: "organ"}
-    for case, item in zip(result.cases, dataset["training"]):
+    for case, item in zip(result.cases, dataset["training"], strict=True):
         assert case.images == (task / "imagesTr" / f"{case.case_id}_0000.nii.gz",)
         assert case.roi == task / "labelsTr" / f"{case.case_id}.nii.gz"
         assert case.targets == {"lesion_contrast": item["lesion_contrast"], "lesion_size": item["lesion_size"]}

@@ -10,14 +10,14 @@ import time
 
 import psutil
 
-from conftest import REPO
+from helpers import REPO
 
 # Starts augmentation workers (2) exactly as the trainer does, prints READY, then waits to be killed.
 BATCH_GENERATOR = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from test_data_loading import make_plans, write_cases
+from helpers import make_plans, write_cases
 from universalclassifier.training.augmentation import make_batch_generator
 size = (8, 24, 24)
 files, targets = write_cases(Path(sys.argv[2]), 1, size)
@@ -31,7 +31,8 @@ time.sleep(600)
 PROCESS_POOL = """
 import threading, time
 from universalclassifier.parallel import map_with_progress
-threading.Thread(target=lambda: list(map_with_progress(time.sleep, [(600,), (600,)], 2, "sleep", False)), daemon=True).start()
+sleep_in_workers = lambda: list(map_with_progress(time.sleep, [(600,), (600,)], 2, "sleep", False))
+threading.Thread(target=sleep_in_workers, daemon=True).start()
 print("READY", flush=True)
 time.sleep(600)
 """

@@ -5,52 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from tqdm import tqdm
-
+from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TRAINER
 
 logger = logging.getLogger("universalclassifier")
-
-
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--verbose", action="store_true", help="log debug details")
-    group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
-
-
-class _ProgressBarFriendlyHandler(logging.Handler):
-    """Writes log lines to stderr through tqdm, so that they do not break a progress bar in flight."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # logging must never raise
-            self.handleError(record)
-
-
-def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
-    """Configure logging from --verbose/--quiet, run the job, and turn user mistakes into a one-line error."""
-    console = _ProgressBarFriendlyHandler()
-    console.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
-    root = logging.getLogger()
-    root.addHandler(console)
-    # the root level stays at INFO even with --quiet so that log files (e.g. training_log.txt) get every epoch
-    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    try:
-        job(args)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        root.removeHandler(console)  # an entry point called in-process (tests, notebooks) leaves logging as it was
-    return 0
 
 
 def _positive_count(text: str) -> int:
@@ -92,14 +53,16 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-tl", type=int, default=None, metavar="N", help="accepted for nnU-Net compatibility; unused (one stage only)"
     )
-    parser.add_argument("-no_pp", action="store_true", help="plan only: write fingerprint and plans, skip preprocessing")
+    parser.add_argument(
+        "-no_pp", action="store_true", help="plan only: write fingerprint and plans, skip preprocessing"
+    )
     parser.add_argument(
         "--verify_dataset_integrity",
         action="store_true",
         help="accepted for nnU-Net compatibility; the task is always validated before planning",
     )
     _add_limit_options(parser)
-    _add_common_options(parser)
+    add_common_options(parser)
     return parser
 
 
@@ -136,13 +99,17 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("data_root", help="data root holding trained_models/ (or a trained_models folder itself)")
     parser.add_argument("-i", "--input", required=True, help="folder with the cases' images")
     parser.add_argument("-o", "--output", required=True, help="folder for the results")
-    parser.add_argument("-s", "--seg", default=None, help="folder with the ROI segmentations (models trained with ROIs)")
+    parser.add_argument(
+        "-s", "--seg", default=None, help="folder with the ROI segmentations (models trained with ROIs)"
+    )
     parser.add_argument("-t", "--task", default=None, help="task id or name (needed when several tasks are trained)")
-    parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)")
+    parser.add_argument(
+        "-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)"
+    )
     parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
     parser.add_argument("--overwrite_existing", action="store_true", help="predict cases whose JSON already exists")
     _add_limit_options(parser)
-    _add_common_options(parser)
+    add_common_options(parser)
     return parser
 
 
@@ -184,11 +151,17 @@ def summarize_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
     parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
-    parser.add_argument("-tr", "--trainer", default=TRAINER, help=f"trainer (recipe) whose folds to pool (default {TRAINER})")
     parser.add_argument(
-        "--num_resamples", type=int, default=1000, metavar="N", help="bootstrap resamples for the AUC interval (default 1000)"
+        "-tr", "--trainer", default=TRAINER, help=f"trainer (recipe) whose folds to pool (default {TRAINER})"
     )
-    _add_common_options(parser)
+    parser.add_argument(
+        "--num_resamples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the AUC interval (default 1000)",
+    )
+    add_common_options(parser)
     return parser
 
 
@@ -201,7 +174,10 @@ def _summarize(args: argparse.Namespace) -> None:
     trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder(trainer=args.trainer)
     summary = summarize_cross_validation(trainer_folder, num_resamples=args.num_resamples)
     logger.info(
-        "Cross-validation of %s over %s:\n%s", summary["task"], ", ".join(summary["folds"]), format_summary_table(summary)
+        "Cross-validation of %s over %s:\n%s",
+        summary["task"],
+        ", ".join(summary["folds"]),
+        format_summary_table(summary),
     )
 
 
@@ -225,9 +201,14 @@ def radiomics_parser() -> argparse.ArgumentParser:
         "--num_workers", type=int, default=2, metavar="N", help="worker processes for feature extraction (default 2)"
     )
     parser.add_argument(
-        "--folds", type=int, nargs="+", default=None, metavar="F", help="folds to run (default: every fold of the splits)"
+        "--folds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="F",
+        help="folds to run (default: every fold of the splits)",
     )
-    _add_common_options(parser)
+    add_common_options(parser)
     return parser
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -88,10 +89,18 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
 
     prepare_output(output)
     started = time.perf_counter()
-    logger.info("1/5 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test)
+    logger.info(
+        "1/5 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test
+    )
     task = generate_task(
-        output, TASK_ID, TASK_NAME, num_cases=settings.num_cases, with_roi=True, base_size=settings.base_size,
-        num_test=settings.num_test, seed=2023,
+        output,
+        TASK_ID,
+        TASK_NAME,
+        num_cases=settings.num_cases,
+        with_roi=True,
+        base_size=settings.base_size,
+        num_test=settings.num_test,
+        seed=2023,
     )
     logger.info("2/5 Planning and preprocessing")
     plan_and_preprocess(output, TASK_ID, num_workers=2, show_progress=show_progress)
@@ -104,18 +113,30 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
         show_progress=show_progress,
     )
     for fold in range(NUM_FOLDS):
-        logger.info("3/5 Training fold %d of %d (%d epochs of %d batches)", fold + 1, NUM_FOLDS, settings.epochs, settings.batches_per_epoch)
+        logger.info(
+            "3/5 Training fold %d of %d (%d epochs of %d batches)",
+            fold + 1,
+            NUM_FOLDS,
+            settings.epochs,
+            settings.batches_per_epoch,
+        )
         ClassifierTrainer(paths, fold, options).run_training()
     logger.info("4/5 Writing the cross-validation report")
     summary = summarize_cross_validation(paths.trainer_folder(), num_resamples=500)
     logger.info("5/5 Predicting the test cases")
     predictions = output / PREDICTIONS_FOLDER
-    predict_folder(output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress)
+    predict_folder(
+        output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress
+    )
     truth = json.loads((task / "test_targets.json").read_text())
     cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}
     return {
-        "summary": summary, "truth": truth, "predictions": cases, "seconds": time.perf_counter() - started,
-        "trainer_folder": paths.trainer_folder(), "predictions_folder": predictions,
+        "summary": summary,
+        "truth": truth,
+        "predictions": cases,
+        "seconds": time.perf_counter() - started,
+        "trainer_folder": paths.trainer_folder(),
+        "predictions_folder": predictions,
     }
 
 
@@ -124,7 +145,11 @@ def format_results(result: dict) -> str:
     from universalclassifier.evaluation.summarize import format_summary_table
 
     summary = result["summary"]
-    lines = [f"Cross-validation ({summary['num_cases']} cases, folds {', '.join(summary['folds'])}):", format_summary_table(summary), ""]
+    lines = [
+        f"Cross-validation ({summary['num_cases']} cases, folds {', '.join(summary['folds'])}):",
+        format_summary_table(summary),
+        "",
+    ]
     lines.append("Test cases (true value -> predicted probabilities):")
     lines.append(f"{'case':<10}  {'lesion_contrast':<26}  lesion_size")
     for case, predicted in result["predictions"].items():
@@ -148,19 +173,28 @@ def format_results(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m universalclassifier.demo [--output DIR] [--epochs N] [--batches N] [--cases N]`."""
-    from universalclassifier.cli import run_command
-
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(prog="universalclassifier.demo", description=__doc__)
     parser.add_argument("--output", default="demo_output", help="folder for the demo data root (default demo_output)")
-    parser.add_argument("--cases", type=int, default=defaults.num_cases, help=f"training cases (default {defaults.num_cases})")
-    parser.add_argument("--test_cases", type=int, default=defaults.num_test, help=f"test cases (default {defaults.num_test})")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})")
-    parser.add_argument("--batches", type=int, default=defaults.batches_per_epoch, help=f"batches per epoch (default {defaults.batches_per_epoch})")
-    parser.add_argument("--size", type=int, nargs=3, default=defaults.base_size, metavar=("Z", "Y", "X"), help="case size")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--verbose", action="store_true", help="log debug details")
-    group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+    parser.add_argument(
+        "--cases", type=int, default=defaults.num_cases, help=f"training cases (default {defaults.num_cases})"
+    )
+    parser.add_argument(
+        "--test_cases", type=int, default=defaults.num_test, help=f"test cases (default {defaults.num_test})"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=defaults.epochs, help=f"epochs per fold (default {defaults.epochs})"
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=defaults.batches_per_epoch,
+        help=f"batches per epoch (default {defaults.batches_per_epoch})",
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=3, default=defaults.base_size, metavar=("Z", "Y", "X"), help="case size"
+    )
+    add_common_options(parser)
     args = parser.parse_args(argv)
     settings = DemoSettings(args.cases, args.test_cases, tuple(args.size), args.epochs, args.batches)
 

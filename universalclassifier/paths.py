@@ -27,7 +27,8 @@ def _task_parents(data_root: Path) -> list[Path]:
 
 
 def task_name_from_id(data_root: Path, task: str | int) -> str:
-    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw` (or preprocessed)."""
+    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw`
+    (or preprocessed)."""
     text = str(task).strip()
     if _TASK_PATTERN.match(text):
         wanted = lambda name: name == text  # noqa: E731
@@ -37,11 +38,19 @@ def task_name_from_id(data_root: Path, task: str | int) -> str:
     else:
         raise UserInputError(f"Task '{task}' is neither a task id (e.g. 1) nor a task name (e.g. Task001_Name).")
     found = sorted(
-        {p.name for parent in _task_parents(data_root) if parent.is_dir() for p in parent.iterdir() if p.is_dir() and wanted(p.name)}
+        {
+            p.name
+            for parent in _task_parents(data_root)
+            if parent.is_dir()
+            for p in parent.iterdir()
+            if p.is_dir() and wanted(p.name)
+        }
     )
     if not found:
         searched = " and ".join(str(p) for p in _raw_parents(data_root))
-        raise UserInputError(f"No task folder for '{task}' in {searched}; put the task at {_raw_parents(data_root)[0]}/TaskXXX_Name.")
+        raise UserInputError(
+            f"No task folder for '{task}' in {searched}; put the task at {_raw_parents(data_root)[0]}/TaskXXX_Name."
+        )
     if len(found) > 1:
         raise UserInputError(f"Task id '{task}' matches several folders {found}; pass the full task name instead.")
     return found[0]

@@ -24,8 +24,8 @@ HEADS = [
 ]
 
 
-def _ellipsoid(grid: list[np.ndarray], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radii)) <= 1.0
+def _ellipsoid(grid: Sequence[np.ndarray], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radii, strict=True)) <= 1.0
 
 
 def _case_volumes(
@@ -37,8 +37,8 @@ def _case_volumes(
     lesion_size: int,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     extent = np.asarray(size) * np.asarray(spacing)
-    grid = [(np.arange(n) + 0.5) * s for n, s in zip(size, spacing)]
-    grid = np.meshgrid(*grid, indexing="ij", sparse=True)
+    axes = [(np.arange(n) + 0.5) * s for n, s in zip(size, spacing, strict=True)]
+    grid = np.meshgrid(*axes, indexing="ij", sparse=True)
     body = _ellipsoid(grid, extent / 2 + rng.uniform(-0.03, 0.03, 3) * extent, extent * rng.uniform(0.38, 0.46, 3))
     organ_radii = extent * rng.uniform(0.16, 0.22, 3)
     organ_center = extent / 2 + rng.uniform(-0.08, 0.08, 3) * extent
@@ -95,7 +95,9 @@ def generate_task(
         size = [max(8, int(round(b * rng.uniform(1 - size_jitter, 1 + size_jitter)))) for b in base_size]
         case_spacing = [float(s * rng.uniform(0.95, 1.05)) for s in spacing]
         images, roi = _case_volumes(rng, size, case_spacing, modalities, contrast, lesion_size)
-        geometry = Geometry(tuple(size), tuple(case_spacing), tuple(rng.uniform(-50, 50, 3).tolist()), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        geometry = Geometry(
+            tuple(size), tuple(case_spacing), tuple(rng.uniform(-50, 50, 3).tolist()), (1, 0, 0, 0, 1, 0, 0, 0, 1)
+        )
         split = "Tr" if index < num_cases else "Ts"
         case_id = f"case_{index:04d}"
         for m, image in enumerate(images):

@@ -22,7 +22,7 @@ standard deviation inside the lesion for ``texture``) that a classical model can
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +68,8 @@ SPECS: dict[str, KindSpec] = {
 }
 
 
-def _ellipsoid(grid: list[np.ndarray], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radii)) <= 1.0
+def _ellipsoid(grid: Sequence[np.ndarray], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radii, strict=True)) <= 1.0
 
 
 def _correlated_noise(rng: np.random.Generator, shape: tuple[int, ...], sd: float) -> np.ndarray:
@@ -93,7 +93,7 @@ def _sphericity(mask: np.ndarray) -> float:
 
 
 def _lesion_mask(
-    rng: np.random.Generator, grid: list[np.ndarray], center: np.ndarray, radius: float, lobulated: bool
+    rng: np.random.Generator, grid: Sequence[np.ndarray], center: np.ndarray, radius: float, lobulated: bool
 ) -> np.ndarray:
     """A sphere, or a core sphere with 4-6 smaller spheres on its surface (a lobulated lesion of similar volume)."""
     if not lobulated:
@@ -123,7 +123,8 @@ def _case(kind: str, label: int, rng: np.random.Generator) -> tuple[list[np.ndar
     size = tuple(int(s) for s in rng.integers(32, 49, 3))
     spacing = tuple(float(s) for s in rng.uniform(0.95, 1.05, 3))
     extent = np.asarray(size) * np.asarray(spacing)
-    grid = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(size, spacing)], indexing="ij", sparse=True)
+    axes = [(np.arange(n) + 0.5) * s for n, s in zip(size, spacing, strict=True)]
+    grid = np.meshgrid(*axes, indexing="ij", sparse=True)
     body = _ellipsoid(grid, extent / 2 + rng.uniform(-0.03, 0.03, 3) * extent, extent * rng.uniform(0.40, 0.47, 3))
     organ_radii = extent * rng.uniform(0.22, 0.30, 3)
     organ_center = extent / 2 + rng.uniform(-0.06, 0.06, 3) * extent
@@ -156,7 +157,7 @@ def _case(kind: str, label: int, rng: np.random.Generator) -> tuple[list[np.ndar
 
     spec = SPECS[kind]
     images = []
-    for modality, contrast in zip(spec.modalities, contrasts):
+    for modality, contrast in zip(spec.modalities, contrasts, strict=True):
         ct = modality == "CT"
         body_value, organ_value, noise_sd = (_CT_BODY, _CT_ORGAN, _CT_NOISE) if ct else (_BODY, _ORGAN, _NOISE_SD)
         volume = np.where(body, body_value, 0.0)

@@ -111,7 +111,7 @@ def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
     if not isinstance(raw, list) or not raw:
         problems.append("'classification_labels' must be a non-empty list of {name, ordinal, values}.")
         return []
-    heads = []
+    heads: list[ClassificationLabel] = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item.get("name"):
             problems.append(f"classification_labels[{i}] needs a non-empty string 'name'.")
@@ -191,12 +191,14 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
     task_folder = str(path.parent)
     try:
         raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TaskValidationError(task_folder, [f"{path} does not exist; every task folder needs a dataset.json."])
+    except FileNotFoundError as exc:
+        raise TaskValidationError(
+            task_folder, [f"{path} does not exist; every task folder needs a dataset.json."]
+        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise TaskValidationError(task_folder, [f"{path} is not valid JSON ({exc}); fix its syntax."])
+        raise TaskValidationError(task_folder, [f"{path} is not valid JSON ({exc}); fix its syntax."]) from exc
     except OSError as exc:
-        raise TaskValidationError(task_folder, [f"{path} cannot be read ({exc}); make it a readable file."])
+        raise TaskValidationError(task_folder, [f"{path} cannot be read ({exc}); make it a readable file."]) from exc
     if not isinstance(raw, dict):
         raise TaskValidationError(task_folder, [f"{path} must hold a JSON object."])
     missing = [k for k in REQUIRED_KEYS if k not in raw]
@@ -246,11 +248,3 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         raw=raw,
     )
     return description, problems
-
-
-def load_dataset_json(path: Path) -> DatasetDescription:
-    """Parse a dataset.json and raise one error listing every problem found in it."""
-    description, problems = read_dataset_json(path)
-    if problems:
-        raise TaskValidationError(str(path.parent), problems)
-    return description

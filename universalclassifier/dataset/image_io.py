@@ -17,6 +17,8 @@ IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 # when it is resampled), so a header claiming more (a damaged or hostile file, a wrong format) is refused before
 # any pixel is read.
 MAX_INPUT_VOXELS = 512 * 512 * 1024
+# Spacing, origin and direction of two images count as equal within this relative tolerance.
+GEOMETRY_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,26 @@ def grid_problems(geometry: Geometry, max_voxels: int = MAX_INPUT_VOXELS) -> lis
         problems.append(f"has spacing {list(geometry.spacing)} (z, y, x): every spacing must be a finite number > 0")
     if not all(math.isfinite(v) for v in geometry.origin + geometry.direction):
         problems.append("has a non-finite origin or direction in its header")
+    return problems
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    a_arr, b_arr = np.asarray(a), np.asarray(b)
+    scale = np.maximum(np.maximum(np.abs(a_arr), np.abs(b_arr)), 1.0)
+    return bool(np.all(np.abs(a_arr - b_arr) <= GEOMETRY_TOLERANCE * scale))
+
+
+def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> list[str]:
+    """Differences between two 3D grids beyond tolerance, as readable sentences ([] when they match)."""
+    if reference.size != other.size:
+        return [f"{other_name} has size {list(other.size)} (z, y, x) but the first image has {list(reference.size)}"]
+    problems = []
+    for what in ("spacing", "origin", "direction"):
+        if not _close(getattr(reference, what), getattr(other, what)):
+            problems.append(
+                f"{other_name} has {what} {[round(v, 6) for v in getattr(other, what)]} but the first image has "
+                f"{[round(v, 6) for v in getattr(reference, what)]}"
+            )
     return problems
 
 

@@ -15,6 +15,7 @@ from universalclassifier.dataset.image_io import (
     IMAGE_EXTENSIONS,
     MAX_INPUT_VOXELS,
     Geometry,
+    compare_geometry,
     grid_problems,
     is_existing_file,
     read_geometry,
@@ -26,7 +27,6 @@ from universalclassifier.parallel import map_with_progress
 
 logger = logging.getLogger(__name__)
 
-GEOMETRY_TOLERANCE = 1e-3
 _MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
 
 
@@ -52,7 +52,9 @@ class ValidatedTask:
 
 def find_modality_file(folder: Path, case_id: str, modality: int, preferred_ext: str) -> Path | None:
     """The file `CASE_XXXX.<ext>` in `folder`, trying the preferred extension first."""
-    extensions = [preferred_ext] + [e for e in IMAGE_EXTENSIONS if e != preferred_ext] if preferred_ext else IMAGE_EXTENSIONS
+    extensions = (
+        [preferred_ext] + [e for e in IMAGE_EXTENSIONS if e != preferred_ext] if preferred_ext else IMAGE_EXTENSIONS
+    )
     for ext in extensions:
         candidate = folder / f"{case_id}_{modality:04d}{ext}"
         if is_existing_file(candidate):
@@ -153,26 +155,6 @@ def _stray_cases(task_folder: Path, entries: list[TrainingEntry]) -> list[str]:
     return sorted(stray)
 
 
-def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    a_arr, b_arr = np.asarray(a), np.asarray(b)
-    scale = np.maximum(np.maximum(np.abs(a_arr), np.abs(b_arr)), 1.0)
-    return bool(np.all(np.abs(a_arr - b_arr) <= GEOMETRY_TOLERANCE * scale))
-
-
-def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> list[str]:
-    """Differences between two 3D grids beyond tolerance, as readable sentences ([] when they match)."""
-    if reference.size != other.size:
-        return [f"{other_name} has size {list(other.size)} (z, y, x) but the first image has {list(reference.size)}"]
-    problems = []
-    for what in ("spacing", "origin", "direction"):
-        if not _close(getattr(reference, what), getattr(other, what)):
-            problems.append(
-                f"{other_name} has {what} {[round(v, 6) for v in getattr(other, what)]} but the first image has "
-                f"{[round(v, 6) for v in getattr(reference, what)]}"
-            )
-    return problems
-
-
 class CaseCheck(NamedTuple):
     """What `check_case_files` found in one case."""
 
@@ -253,15 +235,18 @@ def check_case_files(
 def validate_task(
     task_folder: Path, num_workers: int = 1, show_progress: bool = True, max_input_voxels: int = MAX_INPUT_VOXELS
 ) -> ValidatedTask:
-    """Check a raw task folder (DESIGN section 3) and return its resolved cases, or raise listing every problem.
+    """Check a raw task folder and return its resolved cases, or raise one error listing every problem.
 
-    Images with more than `max_input_voxels` voxels (read from their headers) are refused.
+    The checks and their messages are those of the README section "Errors and how to fix them". Images with more
+    than `max_input_voxels` voxels (read from their headers) are refused.
     """
     description, problems = read_dataset_json(task_folder / "dataset.json")
     uses_roi = _check_roi_rule(task_folder, description, problems)
     declared = description.raw.get("numTraining")
     if declared is not None and declared != len(description.training):
-        logger.warning("dataset.json says numTraining=%s but lists %d training cases.", declared, len(description.training))
+        logger.warning(
+            "dataset.json says numTraining=%s but lists %d training cases.", declared, len(description.training)
+        )
     stray = _stray_cases(task_folder, description.training)
     if stray:
         logger.warning("imagesTr holds %d file(s) of cases not listed in dataset.json: %s", len(stray), _preview(stray))

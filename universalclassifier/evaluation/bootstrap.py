@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from universalclassifier.training.metrics import macro_auc
+from universalclassifier.evaluation.metrics import macro_auc
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ MIN_VALID_FRACTION = 0.5
 
 
 def bootstrap_auc_ci(
-    targets: Sequence[int],
+    targets: ArrayLike,
     probabilities: np.ndarray,
     num_resamples: int = 1000,
     confidence: float = 0.95,
@@ -51,7 +51,7 @@ def bootstrap_auc_ci(
 
 
 def bootstrap_auc_difference(
-    targets: Sequence[int],
+    targets: ArrayLike,
     probabilities_a: np.ndarray,
     probabilities_b: np.ndarray,
     num_resamples: int = 1000,

@@ -11,11 +11,11 @@ bin also holds c = 1. With n_b predictions in bin b, acc_b their accuracy and co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,16 @@ class ReliabilityCurve:
         return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
 
 
-def reliability_curve(targets: Sequence[int], probabilities: np.ndarray, num_bins: int = 10) -> ReliabilityCurve:
+def reliability_curve(targets: ArrayLike, probabilities: np.ndarray, num_bins: int = 10) -> ReliabilityCurve:
     """Bin the top-label confidences of `probabilities` (shape (N, num_values)) into `num_bins` equal-width bins."""
     y = np.asarray(targets, dtype=np.int64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64)
     if num_bins < 1:
         raise ValueError(f"num_bins must be at least 1, got {num_bins}.")
     if p.ndim != 2 or p.shape[0] != len(y) or p.shape[1] < 2:
-        raise ValueError(f"Expected probabilities of shape ({len(y)}, num_values >= 2) for {len(y)} targets, got {p.shape}.")
+        raise ValueError(
+            f"Expected probabilities of shape ({len(y)}, num_values >= 2) for {len(y)} targets, got {p.shape}."
+        )
     if len(y) == 0:
         raise ValueError("Cannot compute calibration without cases.")
     confidences = p.max(axis=1)
@@ -55,13 +57,13 @@ def reliability_curve(targets: Sequence[int], probabilities: np.ndarray, num_bin
     return ReliabilityCurve(np.linspace(0.0, 1.0, num_bins + 1), confidence, accuracy, count)
 
 
-def expected_calibration_error(targets: Sequence[int], probabilities: np.ndarray, num_bins: int = 10) -> float:
+def expected_calibration_error(targets: ArrayLike, probabilities: np.ndarray, num_bins: int = 10) -> float:
     """Top-label ECE of `probabilities` (shape (N, num_values)) against `targets`; see the module docstring."""
     return reliability_curve(targets, probabilities, num_bins).expected_calibration_error
 
 
 def plot_reliability_diagram(
-    targets: Sequence[int], probabilities: np.ndarray, title: str, out_file: Path, num_bins: int = 10
+    targets: ArrayLike, probabilities: np.ndarray, title: str, out_file: Path, num_bins: int = 10
 ) -> None:
     """Write a PNG: accuracy per confidence bin against the diagonal, above a histogram of the confidences."""
     from matplotlib.figure import Figure

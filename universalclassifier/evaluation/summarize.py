@@ -15,9 +15,9 @@ from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
+from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves
 from universalclassifier.paths import REFERENCE_FOLDER
 from universalclassifier.plans import Plans
-from universalclassifier.training.metrics import head_metrics, plot_roc_curves
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ def format_auc_ci(auc: float | None, ci: Sequence[float | None]) -> str:
     return f"{_number(auc)} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], value_names: Sequence[str], title: str, out_file: Path) -> None:
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], value_names: Sequence[str], title: str, out_file: Path
+) -> None:
     """Write a PNG of a confusion matrix (rows = true value, columns = predicted value) with the count in every cell."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -153,7 +155,7 @@ def _summarize_head(
         "auc_ci_95": list(ci),
         "ece": expected_calibration_error(targets, probabilities, CALIBRATION_BINS),
         "folds": folds,
-        "values": dict(zip(map(str, range(size)), value_names)),
+        "values": dict(zip(map(str, range(size)), value_names, strict=True)),
         "plots": plots,
     }
 
@@ -301,7 +303,10 @@ def _report(summary: dict) -> str:
             "| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " |",
             "|---" * (len(names) + 1) + "|",
         ]
-        lines += [f"| {_cell(n)} | " + " | ".join(map(str, row)) + " |" for n, row in zip(names, head["confusion_matrix"])]
+        lines += [
+            f"| {_cell(n)} | " + " | ".join(map(str, row)) + " |"
+            for n, row in zip(names, head["confusion_matrix"], strict=True)
+        ]
         lines += [
             "",
             f"![ROC curve of {name}]({head['plots']['roc']})",
@@ -346,7 +351,9 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     """
     trainer_folder = Path(trainer_folder)
     if not (trainer_folder / "plans.json").is_file():
-        raise UserInputError(f"No trained model in {trainer_folder} (no plans.json); train (and validate) the folds first.")
+        raise UserInputError(
+            f"No trained model in {trainer_folder} (no plans.json); train (and validate) the folds first."
+        )
     plans = Plans.load(trainer_folder / "plans.json")
     folds, pooled = _pool(trainer_folder, plans.classification_labels)
     if not pooled:

@@ -60,7 +60,7 @@ def read_result(out_file: Path, case_id: str, head_names: list[str], head_sizes:
         return None
     if not isinstance(result, dict) or result.get("case_id") != case_id:
         return None
-    for name, size in zip(head_names, head_sizes):
+    for name, size in zip(head_names, head_sizes, strict=True):
         value = result.get(name)
         expected = isinstance(value, float) if size == 2 else isinstance(value, list) and len(value) == size
         if not expected:
@@ -70,7 +70,7 @@ def read_result(out_file: Path, case_id: str, head_names: list[str], head_sizes:
 
 def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: list[int]) -> list:
     row: list = [case_id]
-    for name, size in zip(head_names, head_sizes):
+    for name, size in zip(head_names, head_sizes, strict=True):
         value = result[name]
         row += [f"{value:.6f}"] if size == 2 else [f"{v:.6f}" for v in value]
     return row
@@ -119,16 +119,16 @@ def predict_folder(
             logger.error("case %s failed: %s", case_id, exc)
             failed.append(case_id)
             continue
-        result = {"case_id": case_id, **dict(zip(plans.head_names, outputs))}
+        result = {"case_id": case_id, **dict(zip(plans.head_names, outputs, strict=True))}
         write_json_atomic(out_file, result)
     header = ["case_id"]
-    for name, size in zip(plans.head_names, plans.head_sizes):
+    for name, size in zip(plans.head_names, plans.head_sizes, strict=True):
         header += [name] if size == 2 else [f"{name}_p{v}" for v in range(size)]
     rows = [header]
     for case_id in cases:
-        result = read_result(output_folder / f"{case_id}.json", case_id, plans.head_names, plans.head_sizes)
-        if result is not None:
-            rows.append(_result_row(case_id, result, plans.head_names, plans.head_sizes))
+        stored = read_result(output_folder / f"{case_id}.json", case_id, plans.head_names, plans.head_sizes)
+        if stored is not None:
+            rows.append(_result_row(case_id, stored, plans.head_names, plans.head_sizes))
     write_atomic(output_folder / "summary.csv", lambda handle: csv.writer(handle).writerows(rows))
     logger.info(
         "Predicted %d case(s) into %s (%d finished before, %d failed)",

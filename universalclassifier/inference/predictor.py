@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +53,9 @@ class Predictor:
         self.device = choose_device(device)
         loaded = [load_network_weights(folder, self.device) for folder in self.fold_folders]
         check_folds_match_plans(
-            self.trainer_folder, self.plans, {f.name: metadata for f, (_, metadata) in zip(self.fold_folders, loaded)}
+            self.trainer_folder,
+            self.plans,
+            {f.name: metadata for f, (_, metadata) in zip(self.fold_folders, loaded, strict=True)},
         )
         self.networks = []
         for weights, metadata in loaded:
@@ -68,7 +71,7 @@ class Predictor:
         )
 
     @staticmethod
-    def check_files(image_files: Sequence[Path | str], roi_file: Path | str | None) -> None:
+    def check_files(image_files: Sequence[str | os.PathLike[str]], roi_file: Path | str | None) -> None:
         """Refuse a single path instead of a list, and missing files, before any work."""
         if isinstance(image_files, (str, Path)):
             raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
@@ -88,14 +91,14 @@ class Predictor:
                 x = torch.flip(batch, axes) if axes else batch
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = network(x)
-                for total, logits in zip(sums, outputs):
+                for total, logits in zip(sums, outputs, strict=True):
                     total += torch.softmax(logits.float(), dim=1)[0].double()
         count = len(self.networks) * len(flips)
         return [(total / count).cpu().numpy() for total in sums]
 
     def predict_case(
         self,
-        image_files: Sequence[Path | str],
+        image_files: Sequence[str | os.PathLike[str]],
         roi_file: Path | str | None = None,
         tta: bool = False,
         case_id: str = "case",

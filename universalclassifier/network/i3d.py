@@ -14,6 +14,7 @@ import math
 import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,7 @@ def same_padding(spatial_size: Sequence[int], kernel_size: Triple, stride: Tripl
     Per axis the total is max((ceil(size / stride) - 1) * stride + kernel - size, 0); the smaller half goes before.
     """
     pad: list[int] = []
-    for size, kernel, step in reversed(list(zip(spatial_size, kernel_size, stride))):
+    for size, kernel, step in reversed(list(zip(spatial_size, kernel_size, stride, strict=True))):
         total = max((math.ceil(size / step) - 1) * step + kernel - size, 0)
         pad.extend((total // 2, total - total // 2))
     return pad
@@ -174,7 +175,7 @@ def _build_backbone(in_channels: int, normalization: str) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-def _positive_int(value: object, name: str, minimum: int) -> int:
+def _positive_int(value: Any, name: str, minimum: int) -> int:
     try:
         number = operator.index(value)  # accepts Python and NumPy integers, rejects floats and strings
     except TypeError:
@@ -284,7 +285,8 @@ def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     The mask becomes the fraction of each feature voxel it covers, which weights both; an empty mask gives zeros.
     """
-    weights = F.adaptive_avg_pool3d(mask.to(features.dtype), features.shape[-3:])
+    depth, height, width = features.shape[-3:]
+    weights = F.adaptive_avg_pool3d(mask.to(features.dtype), (depth, height, width))
     total = weights.sum(dim=(2, 3, 4)).clamp_min(1e-6)
     mean = (features * weights).sum(dim=(2, 3, 4)) / total
     variance = (features.square() * weights).sum(dim=(2, 3, 4)) / total - mean.square()

@@ -89,7 +89,9 @@ def pooled_intensity_statistics(cases: Sequence[CaseFingerprint], channel: int) 
     }
 
 
-def dataset_fingerprint(cases: Sequence[CaseFingerprint], modalities: Sequence[str], ct_channels: Sequence[int]) -> dict:
+def dataset_fingerprint(
+    cases: Sequence[CaseFingerprint], modalities: Sequence[str], ct_channels: Sequence[int]
+) -> dict:
     """The JSON-ready fingerprint of a dataset."""
     return {
         "modalities": {str(i): name for i, name in enumerate(modalities)},

@@ -52,8 +52,8 @@ def _write_effective_dataset_json(task: ValidatedTask, paths: TaskPaths, roi_fil
     if not task.uses_roi:
         effective["labels"] = {"0": "background", "1": "foreground"}
     entries = []
-    for raw_entry, case in zip(task.description.training, task.cases):
-        entry = {"image": str(task.folder / raw_entry.image)}
+    for raw_entry, case in zip(task.description.training, task.cases, strict=True):
+        entry: dict[str, str | int] = {"image": str(task.folder / raw_entry.image)}
         entry.update(case.targets)
         entry["label"] = str(roi_files[case.case_id])
         entries.append(entry)
@@ -89,7 +89,7 @@ def plan_and_preprocess(
 
     generated_folder = paths.preprocessed / GENERATED_ROI_FOLDER
     if validated.uses_roi:
-        roi_files = {c.case_id: c.roi for c in validated.cases}
+        roi_files = {c.case_id: c.roi for c in validated.cases if c.roi is not None}  # validated: every case has one
     else:
         generated_folder.mkdir(exist_ok=True)
         roi_files = {c.case_id: generated_folder / f"{c.case_id}.nii.gz" for c in validated.cases}
@@ -98,7 +98,14 @@ def plan_and_preprocess(
         map_with_progress(
             fingerprint_case,
             [
-                (c.case_id, c.images, c.roi, ct_channels, FINGERPRINT_SEED, None if validated.uses_roi else roi_files[c.case_id])
+                (
+                    c.case_id,
+                    c.images,
+                    c.roi,
+                    ct_channels,
+                    FINGERPRINT_SEED,
+                    None if validated.uses_roi else roi_files[c.case_id],
+                )
                 for c in validated.cases
             ],
             num_workers,

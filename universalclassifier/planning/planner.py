@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from universalclassifier.dataset.dataset_json import DatasetDescription
 from universalclassifier.plans import Plans
@@ -42,15 +43,16 @@ def plan_target_spacing(spacings: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return target
 
 
-def plan_transpose(target_spacing: Sequence[float]) -> tuple[list[int], list[int]]:
+def plan_transpose(target_spacing: ArrayLike) -> tuple[list[int], list[int]]:
     """Axis order putting the coarsest target spacing first; returns (forward, backward) permutations."""
-    first = int(np.argmax(target_spacing))
-    forward = [first] + [a for a in range(len(target_spacing)) if a != first]
+    target = np.asarray(target_spacing, dtype=float)
+    first = int(np.argmax(target))
+    forward = [first] + [a for a in range(len(target)) if a != first]
     return forward, [forward.index(a) for a in range(len(forward))]
 
 
 def plan_image_size(
-    sizes: np.ndarray, spacings: np.ndarray, target_spacing: Sequence[float], budget: int = VOXEL_BUDGET
+    sizes: np.ndarray, spacings: np.ndarray, target_spacing: ArrayLike, budget: int = VOXEL_BUDGET
 ) -> tuple[list[int], list[float], bool]:
     """Image size that holds every case at the target spacing, shrunk to the voxel budget if needed.
 
@@ -68,7 +70,8 @@ def plan_image_size(
 
 
 def plan_batch_size(image_size: Sequence[int], shrunk: bool, num_cases: int, budget: int = VOXEL_BUDGET) -> int:
-    """max(2, floor(2 s)) with s = cbrt(budget / voxels), or budget / voxels after a shrink; capped by a fold's cases."""
+    """max(2, floor(2 s)) with s = cbrt(budget / voxels), or budget / voxels after a shrink; capped by a fold's
+    cases."""
     voxels = math.prod(int(s) for s in image_size)
     scale = budget / voxels if shrunk else (budget / voxels) ** (1 / 3)
     batch = max(2, math.floor(2 * scale + 1e-9))

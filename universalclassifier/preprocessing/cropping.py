@@ -37,7 +37,7 @@ def nonzero_mask(data: np.ndarray) -> np.ndarray:
 def widen_box(box: BoundingBox, shape: tuple[int, ...], fraction: float = ROI_MARGIN_FRACTION) -> BoundingBox:
     """Widen each axis of a box by int(extent * fraction) voxels per side, clipped to the shape."""
     widened = []
-    for (start, stop), size in zip(box, shape):
+    for (start, stop), size in zip(box, shape, strict=True):
         margin = int((stop - start) * fraction)
         widened.append([max(0, start - margin), min(size, stop + margin)])
     return widened

@@ -20,7 +20,7 @@ def center_pad_or_crop(
     crop = [slice(None)] * array.ndim
     pad = [(0, 0)] * array.ndim
     lead = array.ndim - len(target_shape)
-    for axis, (size, target) in enumerate(zip(spatial, target_shape)):
+    for axis, (size, target) in enumerate(zip(spatial, target_shape, strict=True)):
         difference = int(target) - int(size)
         before = difference // 2 if difference >= 0 else -((-difference) // 2)
         after = difference - before

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, read_image
-from universalclassifier.dataset.validation import compare_geometry
+from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, compare_geometry, read_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.cropping import BoundingBox, crop_case
@@ -76,7 +75,9 @@ def load_case(
             _refuse_mismatch(case_id, reference, geometry, Path(path), Path(image_files[0]))
         bad = ~np.isfinite(array)
         if bad.any():
-            logger.warning("case %s: %d NaN/inf voxel(s) in %s replaced by 0.", case_id, int(bad.sum()), Path(path).name)
+            logger.warning(
+                "case %s: %d NaN/inf voxel(s) in %s replaced by 0.", case_id, int(bad.sum()), Path(path).name
+            )
             array[bad] = 0
         channels.append(array)
     if reference is None:
@@ -171,7 +172,8 @@ def preprocess_case(
     if math.prod(new_shape) > max_resampled_voxels:
         raise UserInputError(
             f"case {case_id}: resampling its crop of {list(roi.shape)} voxels at spacing "
-            f"{[round(s, 4) for s in spacing]} to the model's spacing {[round(s, 4) for s in plans.target_spacing]} gives {list(new_shape)} = "
+            f"{[round(s, 4) for s in spacing]} to the model's spacing {[round(s, 4) for s in plans.target_spacing]} "
+            f"gives {list(new_shape)} = "
             f"{math.prod(new_shape):,} voxels, more than max_resampled_voxels = {max_resampled_voxels:,} (the model's "
             f"image size is {plans.image_size}). Check the spacing in the image header ({Path(image_files[0])}), or "
             "raise max_resampled_voxels."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.ndimage import zoom
 
 ANISOTROPY_THRESHOLD = 3.0
@@ -18,16 +19,16 @@ MAX_RESAMPLED_VOXELS = 512**3
 def new_shape_for(shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]) -> tuple[int, ...]:
     """Grid size after resampling: round(size * spacing / target), at least 1 voxel per axis."""
     return tuple(
-        max(1, int(round(s * sp / t))) for s, sp, t in zip(shape, spacing, target_spacing)
+        max(1, int(round(s * sp / t))) for s, sp, t in zip(shape, spacing, target_spacing, strict=True)
     )
 
 
-def anisotropic_axis(spacing: Sequence[float]) -> int | None:
+def anisotropic_axis(spacing: ArrayLike) -> int | None:
     """The single axis whose spacing exceeds 3x the smallest, or None (isotropic-ish or two coarse axes)."""
-    spacing = np.asarray(spacing, dtype=float)
-    if spacing.max() / spacing.min() <= ANISOTROPY_THRESHOLD:
+    values = np.asarray(spacing, dtype=float)
+    if values.max() / values.min() <= ANISOTROPY_THRESHOLD:
         return None
-    coarse = np.flatnonzero(spacing == spacing.max())
+    coarse = np.flatnonzero(values == values.max())
     return int(coarse[0]) if coarse.size == 1 else None
 
 
@@ -41,7 +42,7 @@ def separate_z_axis(original_spacing: Sequence[float], target_spacing: Sequence[
 
 def _zoom_volume(volume: np.ndarray, new_shape: Sequence[int], order: int, separate_axis: int | None) -> np.ndarray:
     """Zoom one 3D float32 volume; with a separate axis, in-plane with `order`, along the axis with order 0."""
-    factors = [n / s for n, s in zip(new_shape, volume.shape)]
+    factors = [n / s for n, s in zip(new_shape, volume.shape, strict=True)]
     if separate_axis is None:
         return zoom(volume, factors, order=order, mode="nearest", grid_mode=True, output=np.float32)
     in_plane = [f for a, f in enumerate(factors) if a != separate_axis]

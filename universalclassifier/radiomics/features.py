@@ -173,7 +173,9 @@ def case_features(image_files: Sequence[Path], roi_file: Path | None) -> dict[st
         logger.warning("case %s: ROI %s has no label > 0; its radiomics features are all missing.", case_id, roi_file)
         return {}
     # one voxel of margin keeps the ROI off the array border; mirp only ever looks inside the mask
-    window = tuple(slice(max(0, start - 1), min(size, stop + 1)) for (start, stop), size in zip(box, roi.shape))
+    window = tuple(
+        slice(max(0, start - 1), min(size, stop + 1)) for (start, stop), size in zip(box, roi.shape, strict=True)
+    )
     features: dict[str, float] = {}
     for modality, image in enumerate(data):
         per_label = _mirp_features(image[window], roi[window], geometry.spacing)

@@ -25,12 +25,12 @@ from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.dataset.dataset_json import ClassificationLabel
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.metrics import summarize_heads
 from universalclassifier.evaluation.summarize import REFERENCE_LABEL
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import TaskPaths
 from universalclassifier.radiomics.features import case_features, feature_settings, require_mirp
 from universalclassifier.radiomics.model import fit_reference, predict_reference
-from universalclassifier.training.metrics import summarize_heads
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,9 @@ def _signature(case: CaseFiles) -> list[list]:
 
 def _write_features(folder: Path, table: FeatureTable, metadata: dict) -> None:
     rows = [["case_id"] + table.columns]
-    rows += [[case_id] + [repr(float(v)) for v in row] for case_id, row in zip(table.case_ids, table.values)]
+    rows += [
+        [case_id] + [repr(float(v)) for v in row] for case_id, row in zip(table.case_ids, table.values, strict=True)
+    ]
     write_atomic(folder / FEATURES_FILE, lambda handle: csv.writer(handle).writerows(rows))
     write_json_atomic(folder / FEATURES_METADATA_FILE, metadata)
 
@@ -122,7 +124,7 @@ def _read_cached_rows(folder: Path, settings: dict, signatures: Mapping[str, lis
         with open(folder / FEATURES_FILE, newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            rows = {line[0]: dict(zip(header[1:], map(float, line[1:]))) for line in reader}
+            rows = {line[0]: dict(zip(header[1:], map(float, line[1:]), strict=False)) for line in reader}
     except (OSError, ValueError, StopIteration, IndexError) as exc:
         if (folder / FEATURES_FILE).exists():
             logger.warning("Cannot read the cached radiomics features in %s (%s); computing them again.", folder, exc)
@@ -148,7 +150,7 @@ def cached_feature_table(
     if missing:
         logger.info("Computing radiomics features of %d case(s) with %d worker(s).", len(missing), num_workers)
         computed = compute_features([(case.images, case.roi) for case in missing], num_workers, show_progress)
-        rows.update({case.case_id: row for case, row in zip(missing, computed)})
+        rows.update({case.case_id: row for case, row in zip(missing, computed, strict=True)})
     table = feature_table(rows)
     _write_features(folder, table, {"settings": settings, "cases": signatures})
     return table
@@ -226,7 +228,7 @@ def run_radiomics_reference(
     out = paths.reference_folder()
     pooled: dict[str, dict[str, np.ndarray]] = {}  # a case validated in two folds keeps its first prediction
     chosen_c: dict[str, dict[str, float | None]] = {}
-    for fold, (train, val) in zip(chosen, fold_sets):
+    for fold, (train, val) in zip(chosen, fold_sets, strict=True):
         if not train or not val:
             raise UserInputError(
                 f"Fold {fold} of {paths.splits_file} has {len(train)} training and {len(val)} validation case(s); "

@@ -18,6 +18,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class SeedPythonRandom(AbstractTransform):
     draws follow the augmenter's seed too.
     """
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         random.seed(int(np.random.randint(0, 2**31 - 1)))
         return data_dict
 
@@ -103,7 +104,7 @@ class ExitWithParent(AbstractTransform):
     def __init__(self) -> None:
         self.parent_pid = os.getpid()
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         if os.getpid() != self.parent_pid:
             exit_when_parent_dies(self.parent_pid)
         return data_dict
@@ -120,7 +121,7 @@ class RoiToChannel(AbstractTransform):
             raise ValueError(f"num_roi_classes must be >= 1, got {num_roi_classes}.")
         self.num_roi_classes = num_roi_classes
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         roi = roi_to_unit_interval(np.asarray(data_dict.pop("seg")), self.num_roi_classes)
         data_dict["data"] = np.concatenate([np.asarray(data_dict["data"], dtype=np.float32), roi], axis=1)
         return data_dict
@@ -129,7 +130,7 @@ class RoiToChannel(AbstractTransform):
 class ToTensors(AbstractTransform):
     """Turn "data" into a contiguous float32 tensor and "target" into an int64 tensor; other keys stay as they are."""
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         data_dict["data"] = torch.from_numpy(np.ascontiguousarray(data_dict["data"], dtype=np.float32))
         data_dict["target"] = torch.from_numpy(np.ascontiguousarray(data_dict["target"], dtype=np.int64))
         return data_dict
@@ -138,7 +139,7 @@ class ToTensors(AbstractTransform):
 class Convert3DTo2DTransform(AbstractTransform):
     """Fold the first spatial axis into the channels, (B, C, Z, Y, X) -> (B, C*Z, Y, X), for "data" and "seg"."""
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         for key in ("data", "seg"):
             array = data_dict[key]
             data_dict[_ORIGINAL_SHAPE_KEY.format(key)] = array.shape
@@ -149,7 +150,7 @@ class Convert3DTo2DTransform(AbstractTransform):
 class Convert2DTo3DTransform(AbstractTransform):
     """Undo `Convert3DTo2DTransform`: (B, C*Z, Y', X') -> (B, C, Z, Y', X')."""
 
-    def __call__(self, **data_dict: object) -> dict:
+    def __call__(self, **data_dict: Any) -> dict:
         for key in ("data", "seg"):
             batch, channels, depth = data_dict.pop(_ORIGINAL_SHAPE_KEY.format(key))[:3]
             array = data_dict[key]
@@ -157,7 +158,7 @@ class Convert2DTo3DTransform(AbstractTransform):
         return data_dict
 
 
-AUGMENTATIONS = ("nnunet", "light")
+AUGMENTATIONS = ("nnunet", "light", "mirror")
 
 
 def training_transforms(plans: Plans, augmentation: str = "nnunet") -> Compose:
@@ -165,12 +166,19 @@ def training_transforms(plans: Plans, augmentation: str = "nnunet") -> Compose:
 
     "nnunet" is nnU-Net v1's 3D default set. "light" keeps rotation, scaling, mirroring, brightness and contrast
     but drops elastic deformation, Gaussian noise, blur, simulated low resolution and gamma, which add, smooth away
-    or distort the fine texture that small lesions are told apart by. With `plans.do_dummy_2D_data_aug` the spatial
+    or distort the fine texture that small lesions are told apart by. "mirror" only flips the axes: no
+    interpolation and no intensity change, so voxel statistics inside the ROI stay exactly as preprocessed.
+    With `plans.do_dummy_2D_data_aug` the spatial
     transform works slice by slice along the first axis (rotation in-plane only) and simulated low resolution
     leaves that axis alone.
     """
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+    mirror_and_roi = [
+        MirrorTransform(MIRROR_AXES, data_key="data", label_key="seg"), RoiToChannel(plans.num_roi_classes)
+    ]
+    if augmentation == "mirror":
+        return Compose([SeedPythonRandom(), *mirror_and_roi])
     full = augmentation == "nnunet"
     dummy_2d = plans.do_dummy_2D_data_aug
     if dummy_2d and len(plans.image_size) != 3:
@@ -227,8 +235,7 @@ def training_transforms(plans: Plans, augmentation: str = "nnunet") -> Compose:
             BrightnessMultiplicativeTransform(multiplier_range=BRIGHTNESS_RANGE, p_per_sample=P_BRIGHTNESS),
             ContrastAugmentationTransform(contrast_range=CONTRAST_RANGE, p_per_sample=P_CONTRAST),
             *(smoothing_and_gamma if full else []),
-            MirrorTransform(MIRROR_AXES, data_key="data", label_key="seg"),
-            RoiToChannel(plans.num_roi_classes),
+            *mirror_and_roi,
         ]
     )
 

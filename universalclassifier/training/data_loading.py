@@ -49,7 +49,11 @@ class CaseBatchLoader(SlimDataLoaderBase):
             raise ValueError(f"Got {len(files)} array file(s) but {len(ids)} case id(s); they must match.")
         if sample_weights is not None:
             sample_weights = np.asarray(sample_weights, dtype=np.float64)
-            if sample_weights.shape != (len(files),) or (sample_weights < 0).any() or abs(sample_weights.sum() - 1) > 1e-6:
+            if (
+                sample_weights.shape != (len(files),)
+                or (sample_weights < 0).any()
+                or abs(sample_weights.sum() - 1) > 1e-6
+            ):
                 raise ValueError("sample_weights must hold one non-negative probability per case, summing to 1.")
         super().__init__(files, int(batch_size))
         self.sample_weights = sample_weights
@@ -59,7 +63,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
 
     def generate_train_batch(self) -> dict:
         """Return one batch: image channels as "data", the ROI label map as "seg", "target" and case "keys"."""
-        indices = np.random.choice(len(self._data), size=self.batch_size, p=self.sample_weights)
+        indices = np.random.choice(len(self._data), size=(self.batch_size,), p=self.sample_weights)
         data = np.empty((self.batch_size, self.array_shape[0] - 1, *self.array_shape[1:]), dtype=np.float32)
         seg = np.empty((self.batch_size, 1, *self.array_shape[1:]), dtype=np.float32)
         for slot, index in enumerate(indices):
@@ -92,5 +96,7 @@ def _common_shape(files: Sequence[Path]) -> tuple[int, ...]:
             raise ValueError(
                 f"{path} has shape {array.shape} but {files[0]} has {shape}; all cases must share one shape."
             )
+    if shape is None:
+        raise ValueError("No preprocessed arrays given.")
     logger.debug("CaseBatchLoader: %d case(s) of shape %s", len(files), shape)
     return shape

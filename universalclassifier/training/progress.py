@@ -8,7 +8,10 @@ import numpy as np
 
 
 def plot_progress(log: dict, out_file: Path) -> None:
-    """Write progress.png from a training log ({"train_loss": [...], "val_loss": [...], "val_auc": {head: [...]}, ...})."""
+    """Write progress.png from a training log.
+
+    The log holds per-epoch lists: {"train_loss": [...], "val_loss": [...], "val_auc": {head: [...]}, ...}.
+    """
     from matplotlib.figure import Figure
 
     epochs = np.arange(1, len(log["train_loss"]) + 1)

@@ -32,7 +32,7 @@ class Recipe:
     fine_roi_features: bool  # with roi_pooling: a full-resolution ROI branch and input statistics per label
     standardize_features: bool  # batch-normalize (no affine) the features the heads read
     label_smoothing: float
-    augmentation: str  # "nnunet" (nnU-Net v1 3D defaults) or "light" (spatial + mirroring, milder intensity)
+    augmentation: str  # "nnunet" (nnU-Net v1 3D defaults), "light" (spatial, mirroring, intensity) or "mirror"
     balanced_sampling: bool  # draw training cases with inverse class frequency (first head)
 
     def check(self) -> None:
@@ -41,12 +41,13 @@ class Recipe:
             "optimizer": ("sgd", "adamw"),
             "schedule": ("poly", "cosine"),
             "normalization": ("batch", "group"),
-            "augmentation": ("nnunet", "light"),
+            "augmentation": ("nnunet", "light", "mirror"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserInputError(f"Recipe {name} must be one of {allowed}, got {getattr(self, name)!r}.")
-        if not (self.learning_rate > 0 and self.head_learning_rate_factor > 0 and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
+        positive = self.learning_rate > 0 and self.head_learning_rate_factor > 0
+        if not (positive and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
             raise UserInputError(f"Recipe numbers out of range: {self}.")
         if self.warmup_epochs < 0 or self.gradient_clip <= 0:
             raise UserInputError(f"Recipe numbers out of range: {self}.")

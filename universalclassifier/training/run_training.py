@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER, TaskPaths
 
@@ -21,7 +22,8 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_train",
         description="Train one fold of the classifier on a preprocessed task. Distributed: "
-        "torchrun --nproc_per_node N -m universalclassifier.training.run_training DATA 3d_fullres ClassifierTrainer TASK FOLD",
+        "torchrun --nproc_per_node N -m universalclassifier.training.run_training "
+        "DATA 3d_fullres ClassifierTrainer TASK FOLD",
     )
     parser.add_argument("data_root", help="data root holding preprocessed/ (writes trained_models/)")
     parser.add_argument("network", help=f"network configuration; only '{NETWORK}' exists")
@@ -30,23 +32,48 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("task", help="task id (e.g. 1) or full name (Task001_Name)")
     parser.add_argument("fold", help="fold 0-4 of splits_final.json, or 'all' to train on every case")
-    parser.add_argument("-c", "--continue_training", action="store_true", help="continue from model_latest of this fold")
-    parser.add_argument("--validation_only", action="store_true", help="only recompute validation/ from the final checkpoint")
+    parser.add_argument(
+        "-c", "--continue_training", action="store_true", help="continue from model_latest of this fold"
+    )
+    parser.add_argument(
+        "--validation_only", action="store_true", help="only recompute validation/ from the final checkpoint"
+    )
     parser.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA (CPU always trains in fp32)")
-    parser.add_argument("-p", "--plans_identifier", default=PLANS_IDENTIFIER, help=f"plans identifier (default {PLANS_IDENTIFIER})")
-    parser.add_argument("--max_num_epochs", type=int, default=defaults.max_num_epochs, help=f"epochs (default {defaults.max_num_epochs})")
-    parser.add_argument("--num_batches_per_epoch", type=int, default=defaults.num_batches_per_epoch,
-                        help=f"training batches per epoch (default {defaults.num_batches_per_epoch})")
-    parser.add_argument("--num_val_batches_per_epoch", type=int, default=defaults.num_val_batches_per_epoch,
-                        help=f"validation batches per epoch (default {defaults.num_val_batches_per_epoch})")
-    parser.add_argument("--num_workers", type=int, default=defaults.num_workers,
-                        help=f"augmentation worker processes (default: CPU count capped at 8, here {defaults.num_workers})")
+    parser.add_argument(
+        "-p", "--plans_identifier", default=PLANS_IDENTIFIER, help=f"plans identifier (default {PLANS_IDENTIFIER})"
+    )
+    parser.add_argument(
+        "--max_num_epochs",
+        type=int,
+        default=defaults.max_num_epochs,
+        help=f"epochs (default {defaults.max_num_epochs})",
+    )
+    parser.add_argument(
+        "--num_batches_per_epoch",
+        type=int,
+        default=defaults.num_batches_per_epoch,
+        help=f"training batches per epoch (default {defaults.num_batches_per_epoch})",
+    )
+    parser.add_argument(
+        "--num_val_batches_per_epoch",
+        type=int,
+        default=defaults.num_val_batches_per_epoch,
+        help=f"validation batches per epoch (default {defaults.num_val_batches_per_epoch})",
+    )
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=defaults.num_workers,
+        help=f"augmentation worker processes (default: CPU count capped at 8, here {defaults.num_workers})",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
-    parser.add_argument("--save_every", type=int, default=defaults.save_every,
-                        help=f"write model_latest every N epochs (default {defaults.save_every})")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--verbose", action="store_true", help="log debug details")
-    group.add_argument("--quiet", action="store_true", help="log warnings and errors only, no progress bars")
+    parser.add_argument(
+        "--save_every",
+        type=int,
+        default=defaults.save_every,
+        help=f"write model_latest every N epochs (default {defaults.save_every})",
+    )
+    add_common_options(parser)
     return parser
 
 
@@ -54,7 +81,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.network != NETWORK:
         raise UserInputError(f"Unknown network '{args.network}': universalclassifier plans one stage, use '{NETWORK}'.")
     if args.fold != "all" and not (args.fold.isdigit() and 0 <= int(args.fold) < 100):
-        raise UserInputError(f"Fold '{args.fold}' is not valid: use 0-4 (or another index of splits_final.json) or 'all'.")
+        raise UserInputError(
+            f"Fold '{args.fold}' is not valid: use 0-4 (or another index of splits_final.json) or 'all'."
+        )
     if args.continue_training and args.validation_only:
         raise UserInputError("Use either -c or --validation_only, not both.")
 
@@ -110,8 +139,6 @@ def _log_to_file(path) -> logging.Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`uc_train DATA 3d_fullres ClassifierTrainer TASK FOLD [options]`."""
-    from universalclassifier.cli import run_command
-
     args = train_parser().parse_args(argv)
     return run_command(args, _train)
 

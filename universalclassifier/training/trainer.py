@@ -18,17 +18,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.metrics import macro_auc, plot_roc_curves, summarize_heads
 from universalclassifier.network.i3d import I3DClassifier, network_for
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, TaskPaths
 from universalclassifier.planning.stage import read_preprocessed_targets, rerun_command
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
-from universalclassifier.training.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
-from universalclassifier.training.metrics import macro_auc, plot_roc_curves, summarize_heads
 from universalclassifier.training.progress import plot_progress
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
@@ -78,10 +78,11 @@ def summed_cross_entropy(
     outputs: list[torch.Tensor], target: torch.Tensor, label_smoothing: float = 0.0
 ) -> torch.Tensor:
     """Sum over heads of the cross-entropy of head i's logits against target[:, i]."""
-    return sum(
+    losses = [
         F.cross_entropy(logits.float(), target[:, i], label_smoothing=label_smoothing)
         for i, logits in enumerate(outputs)
-    )
+    ]
+    return torch.stack(losses).sum()
 
 
 def make_optimizer(recipe: Recipe, network: I3DClassifier) -> torch.optim.Optimizer:
@@ -143,7 +144,9 @@ class ClassifierTrainer:
         torch.manual_seed(options.seed)
         self.network = network_for(self.plans, self.recipe.to_dict()).to(self.device)
         self.model = (
-            DistributedDataParallel(self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            DistributedDataParallel(
+                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
             if self.context.enabled
             else self.network
         )
@@ -349,7 +352,9 @@ class ClassifierTrainer:
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
         train_seconds = time.perf_counter() - start
         self.network.eval()
-        val_losses, probabilities, targets = [], [[] for _ in self.plans.head_names], []
+        val_losses: list[float] = []
+        probabilities: list[list[np.ndarray]] = [[] for _ in self.plans.head_names]
+        targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
             batch = next(val_batches)
             outputs = self._predict_batch(batch["data"])
@@ -375,7 +380,8 @@ class ClassifierTrainer:
         self.log["epoch_seconds"].append(time.perf_counter() - start)
         aucs = ", ".join(f"{head} {_format_auc(values[-1])}" for head, values in self.log["val_auc"].items())
         logger.info(
-            "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f, %.1f s (waiting for data %.1f s)",
+            "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f, %.1f s "
+            "(waiting for data %.1f s)",
             self.epoch, self.options.max_num_epochs, train_loss, val_loss, moving_average, aucs, lr,
             self.log["epoch_seconds"][-1], waited,
         )
@@ -397,7 +403,8 @@ class ClassifierTrainer:
             if self._stored_plans_hash() != self.plans.content_hash():
                 self.plans.save(self.output_folder.parent / "plans.json")
         logger.info(
-            "Training %s fold %s on %s (%s) for epochs %d..%d, %d batches of %d per epoch, %d worker(s), %d process(es)",
+            "Training %s fold %s on %s (%s) for epochs %d..%d, %d batches of %d per epoch, %d worker(s), "
+            "%d process(es)",
             self.paths.task_name, self.fold, self.device, "fp16 mixed precision" if self.use_amp else "fp32",
             self.epoch + 1, self.options.max_num_epochs, self.options.num_batches_per_epoch, self.batch_size,
             self.options.num_workers, self.context.world_size,
@@ -427,7 +434,7 @@ class ClassifierTrainer:
         for case_id in tqdm(self.val_ids, desc="Validation", disable=not self.options.show_progress):
             array = to_network_input(np.load(self._array_file(case_id)), self.plans.num_roi_classes)
             outputs = self._predict_batch(torch.from_numpy(array[None]))
-            for head, logits in zip(self.plans.head_names, outputs):
+            for head, logits in zip(self.plans.head_names, outputs, strict=True):
                 probabilities[head].append(torch.softmax(logits, dim=1)[0].cpu().numpy())
         stacked = {head: np.stack(values) for head, values in probabilities.items()}
         targets = {
@@ -439,7 +446,12 @@ class ClassifierTrainer:
         self._write_predictions(folder, stacked, targets)
         write_json_atomic(folder / "summary.json", {"fold": str(self.fold), "epoch": self.epoch, "heads": summary})
         for head in self.plans.head_names:
-            plot_roc_curves(targets[head], stacked[head], f"{self.paths.task_name} {fold_folder_name(self.fold)}: {head}", folder / f"roc_{head}.png")
+            plot_roc_curves(
+                targets[head],
+                stacked[head],
+                f"{self.paths.task_name} {fold_folder_name(self.fold)}: {head}",
+                folder / f"roc_{head}.png",
+            )
         logger.info(
             "Validation of %d cases: %s",
             len(self.val_ids),
@@ -447,7 +459,9 @@ class ClassifierTrainer:
         )
         return summary
 
-    def _write_predictions(self, folder: Path, probabilities: dict[str, np.ndarray], targets: dict[str, list[int]]) -> None:
+    def _write_predictions(
+        self, folder: Path, probabilities: dict[str, np.ndarray], targets: dict[str, list[int]]
+    ) -> None:
         per_case = {
             case_id: {
                 head: {"target": targets[head][n], "probabilities": probabilities[head][n].astype(float).tolist()}
@@ -457,7 +471,7 @@ class ClassifierTrainer:
         }
         write_json_atomic(folder / "predictions.json", per_case)
         header = ["case_id"]
-        for head, size in zip(self.plans.head_names, self.plans.head_sizes):
+        for head, size in zip(self.plans.head_names, self.plans.head_sizes, strict=True):
             header += [f"{head}_target"] + [f"{head}_p{v}" for v in range(size)]
         rows = []
         for n, case_id in enumerate(self.val_ids):

@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 
 logger = logging.getLogger(__name__)
 
 
-def _check(targets: Sequence[int], probabilities: np.ndarray, num_values: int) -> tuple[np.ndarray, np.ndarray]:
+def _check(targets: ArrayLike, probabilities: np.ndarray, num_values: int) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(targets, dtype=np.int64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64)
     if num_values < 2:
@@ -37,10 +38,15 @@ def _one_vs_rest_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | Non
     return float(roc_auc_score(is_positive, scores))
 
 
+def _json_safe_dict(mapping: Mapping) -> dict[str, object]:
+    """A dict with string keys and JSON-safe values (see `_json_safe`)."""
+    return {str(k): _json_safe(v) for k, v in mapping.items()}
+
+
 def _json_safe(value: object) -> object:
     """Convert numpy scalars/arrays to plain Python and NaN to None, recursively."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return _json_safe_dict(value)
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_json_safe(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
@@ -52,7 +58,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def macro_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None:
+def macro_auc(targets: ArrayLike, probabilities: np.ndarray) -> float | None:
     """AUC of value 1 for a binary head, the mean defined one-vs-rest AUC otherwise; None if undefined (no logging)."""
     y = np.asarray(targets, dtype=np.int64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -62,7 +68,7 @@ def macro_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None
     return float(np.mean(defined)) if defined else None
 
 
-def head_metrics(targets: Sequence[int], probabilities: np.ndarray, num_values: int, *, name: str = "head") -> dict:
+def head_metrics(targets: ArrayLike, probabilities: np.ndarray, num_values: int, *, name: str = "head") -> dict:
     """Metrics of one head; `probabilities` has shape (N, num_values), the prediction is its argmax.
 
     Returns a JSON-serialisable dict with num_cases, accuracy, balanced_accuracy, confusion_matrix
@@ -101,13 +107,13 @@ def head_metrics(targets: Sequence[int], probabilities: np.ndarray, num_values: 
         defined = [auc for auc in per_value.values() if auc is not None]
         result["auc_per_value"] = per_value
         result["auc"] = float(np.mean(defined)) if defined else None
-    return _json_safe(result)
+    return _json_safe_dict(result)
 
 
 def summarize_heads(
     head_names: Sequence[str],
     head_sizes: Sequence[int],
-    targets: Mapping[str, Sequence[int]],
+    targets: Mapping[str, ArrayLike],
     probabilities: Mapping[str, np.ndarray],
 ) -> dict:
     """Return {head name: head_metrics} for every head, in head order."""
@@ -115,11 +121,11 @@ def summarize_heads(
         raise ValueError(f"Got {len(head_names)} head names but {len(head_sizes)} head sizes.")
     return {
         head: head_metrics(targets[head], probabilities[head], size, name=f"head '{head}'")
-        for head, size in zip(head_names, head_sizes)
+        for head, size in zip(head_names, head_sizes, strict=True)
     }
 
 
-def plot_roc_curves(targets: Sequence[int], probabilities: np.ndarray, title: str, out_file: Path) -> None:
+def plot_roc_curves(targets: ArrayLike, probabilities: np.ndarray, title: str, out_file: Path) -> None:
     """Write a PNG with the ROC curve (binary head) or one-vs-rest ROC curves (more values) and a chance line.
 
     Curves whose AUC is undefined (only one class present) are left out with a warning.

@@ -83,15 +83,21 @@ def load_checkpoint(checkpoint: Path, map_location: str | torch.device = "cpu") 
     metadata = _read_json(metadata_file(checkpoint))
     if metadata is not None and metadata.get(CHECKPOINT_ID) == weights_id:
         return tensors, metadata
-    pending_file = _pending_metadata_file(checkpoint, weights_id) if weights_id else None
-    pending = _read_json(pending_file) if pending_file else None
-    if pending is not None and pending.get(CHECKPOINT_ID) == weights_id:
-        logger.warning("%s: its save was interrupted; using the metadata written first (%s)", checkpoint, pending_file.name)
-        return tensors, pending
+    if weights_id:
+        pending_file = _pending_metadata_file(checkpoint, weights_id)
+        pending = _read_json(pending_file)
+        if pending is not None and pending.get(CHECKPOINT_ID) == weights_id:
+            logger.warning(
+                "%s: its save was interrupted; using the metadata written first (%s)", checkpoint, pending_file.name
+            )
+            return tensors, pending
     if metadata is None:
         found = "is missing or not valid JSON"
     else:
-        found = f"belongs to another save (its {CHECKPOINT_ID} is {metadata.get(CHECKPOINT_ID)!r}, the weights' {weights_id!r})"
+        found = (
+            f"belongs to another save (its {CHECKPOINT_ID} is {metadata.get(CHECKPOINT_ID)!r}, "
+            f"the weights' {weights_id!r})"
+        )
     raise UserInputError(
         f"The metadata {metadata_file(checkpoint)} of {checkpoint} {found}: the pair was not written together. "
         "Train this fold again (with -c if its model_latest is intact)."

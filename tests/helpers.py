@@ -1,0 +1,131 @@
+"""Helpers shared by several test modules, which import them from here, never from conftest or from one another."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from universalclassifier.dataset.validation import ValidatedTask, validate_task
+from universalclassifier.errors import TaskValidationError
+from universalclassifier.plans import Plans
+from universalclassifier.synthetic import generate_task
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_ROI_CLASSES = 3  # of the fake preprocessed cases of `write_cases`
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run one of the repository's uc_*.sh scripts with this interpreter's environment."""
+    env = dict(os.environ, VIRTUAL_ENV=str(Path(sys.executable).parent.parent))
+    return subprocess.run(
+        ["bash", str(REPO / script), *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+# ---------------------------------------------------------------------------------- raw task folders
+
+
+def make_task(root: Path, **kwargs) -> Path:
+    """A tiny synthetic task (6 cases, about 8x12x12 voxels) in the raw layout; returns the task folder."""
+    kwargs.setdefault("num_cases", 6)
+    kwargs.setdefault("base_size", (8, 12, 12))
+    return generate_task(root, **kwargs)
+
+
+def load_json(folder: Path) -> dict:
+    """The dataset.json of a task folder."""
+    return json.loads((folder / "dataset.json").read_text())
+
+
+def write_json(folder: Path, dataset: dict) -> None:
+    """Replace the dataset.json of a task folder."""
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+
+
+def edit_json(folder: Path, change: Callable[[dict], None]) -> dict:
+    """Load dataset.json, let `change` modify it in place, write it back and return it."""
+    dataset = load_json(folder)
+    change(dataset)
+    write_json(folder, dataset)
+    return dataset
+
+
+def entry(dataset: dict, case_id: str) -> dict:
+    """The training entry of a case in a loaded dataset.json."""
+    for item in dataset["training"]:
+        if Path(item["image"]).name.startswith(case_id + "."):
+            return item
+    raise KeyError(case_id)
+
+
+def validate(folder: Path, num_workers: int = 1) -> ValidatedTask:
+    """Validate a task folder without progress bars."""
+    return validate_task(folder, num_workers=num_workers, show_progress=False)
+
+
+def validation_error(folder: Path) -> TaskValidationError:
+    """Run validation expecting it to fail; returns the error."""
+    with pytest.raises(TaskValidationError) as info:
+        validate(folder)
+    return info.value
+
+
+def assert_in(message: str, *parts: str) -> None:
+    """Assert that every part occurs in the message, showing the message when one does not."""
+    for part in parts:
+        assert part in message, f"{part!r} not in message:\n{message}"
+
+
+
+# ---------------------------------------------------------------------------- fake preprocessed cases
+
+
+def make_plans(num_modalities: int, image_size: tuple[int, ...], dummy_2d: bool = False) -> Plans:
+    """Plans of a fake task with ROIs (NUM_ROI_CLASSES classes) and two heads: binary and 3-value ordinal."""
+    return Plans(
+        task_name="Task001_Fake",
+        modalities=[f"m{i}" for i in range(num_modalities)],
+        normalization_schemes=["nonCT"] * num_modalities,
+        use_mask_for_norm=[False] * num_modalities,
+        intensity_properties={},
+        transpose_forward=[0, 1, 2],
+        transpose_backward=[0, 1, 2],
+        target_spacing=[1.0, 1.0, 1.0],
+        image_size=list(image_size),
+        batch_size=2,
+        do_dummy_2D_data_aug=dummy_2d,
+        num_roi_classes=NUM_ROI_CLASSES,
+        uses_roi=True,
+        classification_labels=[
+            {"name": "malignant", "ordinal": False, "values": ["no", "yes"]},
+            {"name": "grade", "ordinal": True, "values": ["1", "2", "3"]},
+        ],
+        num_training_cases=4,
+    )
+
+
+def write_cases(
+    folder: Path, num_modalities: int, size: tuple[int, ...], num_cases: int = 4
+) -> tuple[list[Path], np.ndarray]:
+    """Fake preprocessed arrays: smooth image channels (different per case) + an ROI with -1/0/1/2 regions."""
+    rng = np.random.default_rng(7)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in size], indexing="ij"))
+    files = []
+    for case in range(num_cases):
+        images = [np.sin(3 * (grid * rng.normal(size=(3, 1, 1, 1))).sum(0)) + case for _ in range(num_modalities)]
+        radius = np.sqrt((grid**2).sum(0))
+        roi = np.where(radius < 1.2, 0.0, -1.0)
+        roi[radius < 0.8] = 1
+        roi[(radius < 0.8) & (grid[-1] > 0.1)] = 2
+        path = folder / f"case_{case:04d}.npy"
+        np.save(path, np.stack([*images, roi]).astype(np.float32))
+        files.append(path)
+    targets = np.array([[case % 2, case % 3] for case in range(num_cases)], dtype=np.int64)
+    return files, targets
