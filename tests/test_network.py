@@ -247,3 +247,20 @@ def test_fine_roi_features_read_the_input_inside_each_label() -> None:
     torch.testing.assert_close(label2[[0, 1, 2, 3, 4]], expected, atol=2e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="fine_roi_features needs ROI pooling"):
         build_network(2, [2], num_roi_classes=0, fine_roi_features=True)
+
+
+def test_standardized_features_reach_the_heads_with_unit_spread() -> None:
+    torch.manual_seed(0)
+    network = build_network(2, [2], dropout=0.0, normalization="group", num_roi_classes=3, standardize_features=True)
+    features = {}
+    network.heads[0].register_forward_hook(lambda module, inputs, output: features.update(x=inputs[0]))
+    x = torch.randn(6, 2, 8, 12, 12)
+    x[:, -1] = torch.randint(0, 3, (6, 8, 12, 12)) / 3
+    network.train()
+    network(x)
+    spread = features["x"].std(dim=0, unbiased=False)
+    assert torch.allclose(features["x"].mean(dim=0), torch.zeros_like(spread), atol=1e-4)
+    assert spread.max() <= 1 + 1e-3 and spread.median() > 0.99  # features of near-zero variance stay below 1 (eps)
+    network.eval()
+    alone = network(x[:1])[0]
+    torch.testing.assert_close(alone, network(x)[0][:1], rtol=1e-4, atol=1e-5)  # running statistics in evaluation

@@ -239,8 +239,7 @@ class I3DClassifier(nn.Module):
             )
             per_label += 2 * FINE_ROI_CHANNELS + 2 * (in_channels - 1) + 1
         num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * per_label
-        # Without it, Adam's small per-weight steps cannot give a pooled statistic whose spread over cases is small
-        # the weight it needs; the backbone then learns (and memorises) instead of the heads.
+        # Optional: each feature standardized over the batch (running statistics in evaluation) before the heads.
         self.feature_norm = nn.BatchNorm1d(num_features, affine=False) if standardize_features else nn.Identity()
         self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
         self._initialise_weights()
