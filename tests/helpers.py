@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from universalclassifier.dataset.validation import ValidatedTask, validate_task
 from universalclassifier.errors import TaskValidationError
@@ -129,3 +130,15 @@ def write_cases(
         files.append(path)
     targets = np.array([[case % 2, case % 3] for case in range(num_cases)], dtype=np.int64)
     return files, targets
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny networks on a busy 2-core machine: one thread avoids oversubscription (restored afterwards).
+
+    Import it into a test module to apply it to every test there.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,9 +12,8 @@ import logging
 import sys
 
 import pytest
-import torch
 
-from helpers import REPO
+from helpers import REPO, one_torch_thread  # noqa: F401 (autouse fixture)
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic import generate_task
@@ -28,14 +27,6 @@ _spec.loader.exec_module(faults)
 
 logger = logging.getLogger(__name__)
 SEEDS = [3, 7]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch
 
 import universalclassifier.atomic as atomic_module
 import universalclassifier.training.splits as splits_module
+from helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.dataset.dataset_json import ClassificationLabel
 from universalclassifier.errors import UserInputError
@@ -34,15 +35,6 @@ TINY = TrainingOptions(
     max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
 )
 TASK = 21
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks on a busy 2-core machine: one thread avoids oversubscription (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
