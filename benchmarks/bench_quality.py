@@ -140,8 +140,8 @@ def run_kind(kind: str, seed: int, recipe: Recipe, trainer: str, args: argparse.
         "model": _metrics(test_y, deep, seed),
         "oracle": _metrics(test_y, _oracle(folder, train_ids, train_y, test_ids), seed),
         "train_seconds": round(train_seconds, 1), "predict_seconds": round(predict_seconds, 1),
-        "final_train_loss": log["train_loss"][-1], "min_train_loss": min(log["train_loss"]),
-        "max_val_loss": max(log["val_loss"]),
+        "final_train_loss": log.train_loss[-1], "min_train_loss": min(log.train_loss),
+        "max_val_loss": max(log.val_loss),
     }
     if not args.no_reference:
         start = time.perf_counter()

@@ -15,7 +15,7 @@ import torch
 
 from universalclassifier.dataset.validation import ValidatedTask, validate_task
 from universalclassifier.errors import TaskValidationError
-from universalclassifier.plans import Plans
+from universalclassifier.plans import ClassificationLabel, Plans
 from universalclassifier.synthetic import generate_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,8 +105,8 @@ def make_plans(num_modalities: int, image_size: tuple[int, ...], dummy_2d: bool 
         num_roi_classes=NUM_ROI_CLASSES,
         uses_roi=True,
         classification_labels=[
-            {"name": "malignant", "ordinal": False, "values": ["no", "yes"]},
-            {"name": "grade", "ordinal": True, "values": ["1", "2", "3"]},
+            ClassificationLabel(name="malignant", ordinal=False, values=("no", "yes")),
+            ClassificationLabel(name="grade", ordinal=True, values=("1", "2", "3")),
         ],
         num_training_cases=4,
     )

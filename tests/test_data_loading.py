@@ -227,5 +227,5 @@ def test_invalid_inputs_are_refused(tmp_path):
         CaseBatchLoader([*files[:2], tmp_path / "odd.npy"], targets, 2)
     with pytest.raises(ValueError, match="num_workers must be an integer >= 0"):
         make_batch_generator(files, targets, make_plans(1, (8, 24, 24)), 2, train=True, num_workers=-1, seed=0)
-    with pytest.raises(ValueError, match="num_roi_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_roi_classes must be an integer >= 1"):
         RoiToChannel(0)

@@ -22,13 +22,13 @@ from universalclassifier.evaluation.calibration import (
 from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.evaluation.summarize import summarize_cross_validation
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
-from universalclassifier.plans import Plans
+from universalclassifier.plans import ClassificationLabel, Plans
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEADS = [
-    {"name": "contrast", "ordinal": False, "values": {"0": "darker", "1": "brighter"}},
-    {"name": "size", "ordinal": True, "values": {"0": "small", "1": "medium", "2": "large"}},
+    ClassificationLabel(name="contrast", ordinal=False, values=("darker", "brighter")),
+    ClassificationLabel(name="size", ordinal=True, values=("small", "medium", "large")),
 ]
 
 

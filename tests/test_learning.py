@@ -23,9 +23,9 @@ def test_default_recipe_learns_an_easy_task(tmp_path):
     )
     trainer = ClassifierTrainer(paths, "all", options)
     trainer.run_training()
-    losses = trainer.log["train_loss"]
+    losses = trainer.log.train_loss
     assert np.mean(losses[-2:]) < np.mean(losses[:2])  # the training loss goes down
-    assert max(trainer.log["val_loss"]) < 2 * trainer.log["val_loss"][0]  # and validation never blows up
+    assert max(trainer.log.val_loss) < 2 * trainer.log.val_loss[0]  # and validation never blows up
     targets = json.loads((folder / "test_targets.json").read_text())
     scores, labels = [], []
     for case_id, values in sorted(targets.items()):

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import run_script
+from helpers import make_plans, run_script
+from universalclassifier.errors import UserInputError
 from universalclassifier.paths import PLANS_FILENAME, STAGE_FOLDER
+from universalclassifier.planning.fingerprint import DatasetFingerprint
+from universalclassifier.planning.plan_and_preprocess import FINGERPRINT_FILENAME
 from universalclassifier.planning.planner import plan_target_spacing
-from universalclassifier.plans import Plans
+from universalclassifier.plans import ClassificationLabel, Plans
+from universalclassifier.preprocessing.case_properties import CaseProperties
 from universalclassifier.preprocessing.preprocessor import preprocess_case
-from universalclassifier.synthetic import generate_task
+from universalclassifier.synthetic import HEADS, generate_task
 
 PLAN_KEYS = {
     "image_size", "target_spacing", "transpose_forward", "transpose_backward", "batch_size", "do_dummy_2D_data_aug",
@@ -30,6 +36,11 @@ def _tree_digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def _load_fingerprint(preprocessed: Path) -> DatasetFingerprint:
+    path = preprocessed / FINGERPRINT_FILENAME
+    return DatasetFingerprint.from_dict(json.loads(path.read_text()), str(path))
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +89,9 @@ def test_ct_task_plans(ct_run, data_root):
     assert plans.normalization_schemes == ["CT"] and plans.use_mask_for_norm == [False]
     assert plans.uses_roi and plans.num_roi_classes == 2 and plans.num_modalities == 1
     assert plans.transpose_forward == [2, 0, 1] and plans.transpose_backward == [1, 2, 0]
-    fingerprint = json.loads((out / "dataset_fingerprint.json").read_text())
-    sizes = np.array([c["size_after_cropping"] for c in fingerprint["cases"]])
-    spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
+    fingerprint = _load_fingerprint(out)
+    sizes = np.array([c.size_after_cropping for c in fingerprint.cases])
+    spacings = np.array([c.spacing for c in fingerprint.cases])
     expected_target = plan_target_spacing(spacings, sizes)[[2, 0, 1]]
     np.testing.assert_allclose(plans.target_spacing, expected_target)
     extents = (sizes * spacings)[:, [2, 0, 1]].max(axis=0)
@@ -88,7 +99,8 @@ def test_ct_task_plans(ct_run, data_root):
     stats = plans.intensity_properties["0"]
     assert stats["min"] <= stats["percentile_00_5"] < stats["median"] < stats["percentile_99_5"] <= stats["max"]
     assert 60 < stats["mean"] < 120  # the organ (ROI) of the synthetic CT is about 90 HU
-    assert [h["name"] for h in plans.classification_labels] == ["lesion_contrast", "lesion_size"]
+    assert [h.name for h in plans.classification_labels] == ["lesion_contrast", "lesion_size"]
+    assert raw_plans["classification_labels"] == HEADS  # stored in their dataset.json form
     assert _tree_digest(raw) == before, "the raw task folder must never be modified"
 
 
@@ -137,8 +149,7 @@ def test_mr_task_without_rois(mr_run, data_root):
     plans = Plans.load(out / PLANS_FILENAME)
     assert plans.normalization_schemes == ["zscore", "zscore"] and not plans.uses_roi
     assert plans.num_roi_classes == 2 and plans.intensity_properties == {}
-    fingerprint = json.loads((out / "dataset_fingerprint.json").read_text())
-    assert plans.use_mask_for_norm == [fingerprint["median_size_reduction"] < 0.75] * 2
+    assert plans.use_mask_for_norm == [_load_fingerprint(out).median_size_reduction < 0.75] * 2
     effective = json.loads((out / "dataset.json").read_text())
     assert effective["labels"] == {"0": "background", "1": "foreground"}
     for entry in effective["training"]:
@@ -171,6 +182,40 @@ def test_predict_time_preprocessing_matches_stored_arrays(mr_run, data_root):
         "case_0003", [raw / "case_0003_0000.mha", raw / "case_0003_0001.mha"], None, plans
     )
     np.testing.assert_array_equal(array, np.load(out / STAGE_FOLDER / "case_0003.npy"))
+    stored = json.loads((out / STAGE_FOLDER / "case_0003.json").read_text())
+    assert properties.classification_targets is None and "classification_targets" not in properties.to_dict()
+    assert properties == replace(CaseProperties.from_dict(stored, "stored"), classification_targets=None)
+
+
+def test_fingerprint_and_case_properties_round_trip_byte_for_byte(ct_run, data_root):
+    assert ct_run[0].returncode == 0, ct_run[0].stderr
+    out = data_root / "preprocessed" / "Task001_CTroi"
+    path = out / FINGERPRINT_FILENAME
+    fingerprint = DatasetFingerprint.from_dict(json.loads(path.read_text()), str(path))
+    assert json.dumps(fingerprint.to_dict(), indent=2) + "\n" == path.read_text()  # same keys, order and values
+    assert fingerprint.modalities == ["CT"] and fingerprint.num_cases == len(fingerprint.cases) == 12
+    for case_file in sorted((out / STAGE_FOLDER).glob("case_*.json")):
+        properties = CaseProperties.from_dict(json.loads(case_file.read_text()), str(case_file))
+        assert json.dumps(properties.to_dict(), indent=2) + "\n" == case_file.read_text()
+        assert properties.case_id == case_file.stem
+        assert set(properties.classification_targets or {}) == {"lesion_contrast", "lesion_size"}
+
+
+def test_malformed_fingerprint_and_case_properties_are_user_errors_naming_the_file(ct_run, data_root):
+    out = data_root / "preprocessed" / "Task001_CTroi"
+    path = out / FINGERPRINT_FILENAME
+    raw = json.loads(path.read_text())
+    del raw["cases"][1]["spacing"]
+    with pytest.raises(UserInputError, match=re.escape(f"{path}: cases[1] lacks the key(s) ['spacing']")):
+        DatasetFingerprint.from_dict(raw, str(path))
+    case_file = out / STAGE_FOLDER / "case_0000.json"
+    raw = {**json.loads(case_file.read_text()), "classification_targets": [0, 1]}
+    del raw["pad_offsets"]
+    with pytest.raises(UserInputError, match=re.escape(f"{case_file} lacks the key(s) ['pad_offsets']")):
+        CaseProperties.from_dict(raw, str(case_file))
+    raw["pad_offsets"] = [[0, 0]] * 3
+    with pytest.raises(UserInputError, match=re.escape(f"{case_file}: 'classification_targets' must map")):
+        CaseProperties.from_dict(raw, str(case_file))
 
 
 def test_rerun_keeps_user_splits_and_plan_only_skips_arrays(mr_run, data_root):
@@ -212,3 +257,40 @@ def test_task_in_the_short_raw_layout(tmp_path):
     result = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "4", "-tf", "1", "--quiet")
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "preprocessed" / "Task004_Short" / STAGE_FOLDER).glob("*.npy"))) == 6
+
+
+def test_plans_store_labels_as_records_in_the_dataset_json_form(tmp_path):
+    plans = make_plans(1, (8, 8, 8))
+    path = tmp_path / PLANS_FILENAME
+    plans.save(path)
+    raw = json.loads(path.read_text())
+    assert raw["classification_labels"] == [
+        {"name": "malignant", "ordinal": False, "values": {"0": "no", "1": "yes"}},
+        {"name": "grade", "ordinal": True, "values": {"0": "1", "1": "2", "2": "3"}},
+    ]
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    assert plans.content_hash() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    loaded = Plans.load(path)
+    assert loaded == plans and loaded.content_hash() == plans.content_hash()
+    assert loaded.classification_labels[1] == ClassificationLabel(name="grade", ordinal=True, values=("1", "2", "3"))
+    assert loaded.head_names == ["malignant", "grade"] and loaded.head_sizes == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "grade",
+        {"name": "grade", "values": {"0": "low", "1": "high"}},
+        {"name": "grade", "ordinal": True, "values": {"0": "low", "2": "high"}},
+        {"name": "grade", "ordinal": True, "values": ["low", "high"]},
+        {"name": 3, "ordinal": True, "values": {"0": "low", "1": "high"}},
+    ],
+)
+def test_malformed_label_in_plans_is_a_user_error(tmp_path, entry):
+    path = tmp_path / PLANS_FILENAME
+    make_plans(1, (8, 8, 8)).save(path)
+    raw = json.loads(path.read_text())
+    raw["classification_labels"][1] = entry
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UserInputError, match=re.escape(f"{path}: classification_labels[1]")):
+        Plans.load(path)

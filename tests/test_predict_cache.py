@@ -11,10 +11,9 @@ import pytest
 import torch
 
 import universalclassifier.inference.predict as predict_module
-from universalclassifier.artifact import FINAL_CHECKPOINT
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import canonical_device, get_predictor
-from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
+from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER, ArtifactLayout
 
 
 class FakePredictor:
@@ -43,7 +42,7 @@ def make_artifact(root: Path, task: str = "Task001_Cache", folds: tuple[str, ...
     trainer = root / "trained_models" / "nnUNet" / NETWORK / task / f"{TRAINER}__{PLANS_IDENTIFIER}"
     for fold in folds:
         (trainer / fold).mkdir(parents=True)
-        (trainer / fold / FINAL_CHECKPOINT).write_bytes(b"")
+        (trainer / fold / ArtifactLayout.FINAL).write_bytes(b"")
     (trainer / "plans.json").write_text("{}")
     return trainer
 

@@ -28,13 +28,14 @@ from universalclassifier.evaluation.summarize import (
     summarize_cross_validation,
 )
 from universalclassifier.paths import REFERENCE_FOLDER, TaskPaths
-from universalclassifier.plans import Plans
+from universalclassifier.plans import ClassificationLabel, Plans
 from universalclassifier.radiomics.model import fit_reference, predict_reference
 from universalclassifier.synthetic import HEADS, generate_task
 from universalclassifier.training.splits import make_splits
 
 needs_mirp = pytest.mark.skipif(find_spec("mirp") is None, reason="the optional dependency mirp is not installed")
 HEAD_SIZES = {"lesion_contrast": 2, "lesion_size": 3}
+LABELS = [ClassificationLabel.from_dict(head, "synthetic HEADS") for head in HEADS]
 PREDICTION_COLUMNS = [
     "case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1",
     "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
@@ -160,7 +161,7 @@ def test_summarize_reports_the_reference_beside_the_deep_model(reference_run):
         task_name=paths.task_name, modalities=["CT"], normalization_schemes=["CT"], use_mask_for_norm=[False],
         intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
         target_spacing=[2.0, 1.0, 1.0], image_size=[12, 24, 24], batch_size=2, do_dummy_2D_data_aug=False,
-        num_roi_classes=2, uses_roi=True, classification_labels=HEADS, num_training_cases=30,
+        num_roi_classes=2, uses_roi=True, classification_labels=LABELS, num_training_cases=30,
     ).save(trainer / "plans.json")
     rng = np.random.default_rng(0)
     splits = json.loads(paths.splits_file.read_text())
@@ -214,7 +215,7 @@ def test_summarize_says_how_to_get_the_reference(tmp_path):
         task_name="Task007_X", modalities=["T1"], normalization_schemes=["CT"], use_mask_for_norm=[False],
         intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
         target_spacing=[1.0, 1.0, 1.0], image_size=[8, 8, 8], batch_size=2, do_dummy_2D_data_aug=False,
-        num_roi_classes=2, uses_roi=False, classification_labels=HEADS[:1], num_training_cases=4,
+        num_roi_classes=2, uses_roi=False, classification_labels=LABELS[:1], num_training_cases=4,
     ).save(trainer / "plans.json")
     predictions = {
         f"case_{n}": {"lesion_contrast": {"target": n % 2, "probabilities": [0.6 - 0.2 * (n % 2), 0.4 + 0.2 * (n % 2)]}}

@@ -12,8 +12,8 @@ import torch
 from universalclassifier.errors import UserInputError
 from universalclassifier.network.i3d import build_network
 from universalclassifier.training.augmentation import class_balanced_weights, training_transforms
+from universalclassifier.training.optimization import Optimizers
 from universalclassifier.training.recipes import AUC23, DEFAULT, RECIPES, Recipe, recipe_for
-from universalclassifier.training.trainer import make_optimizer, set_learning_rate
 
 
 def test_auc23_is_the_predecessors_recipe():
@@ -51,6 +51,9 @@ def test_registry_and_round_trip():
         ({"learning_rate": 0.0}, "out of range"),
         ({"head_learning_rate_factor": 0.0}, "out of range"),
         ({"dropout": 1.0}, "out of range"),
+        ({"backbone_frozen_fraction": 1.5}, "out of range"),
+        ({"head_optimizer": "adam"}, "head_optimizer must be one of"),
+        ({"head_weight_decay": -1.0}, "out of range"),
         ({"gradient_clip": 0}, "out of range"),
     ],
 )
@@ -61,16 +64,48 @@ def test_bad_recipes_are_refused(change, message):
 
 def test_optimizers_follow_the_recipe():
     network = build_network(2, [2, 3])
-    sgd = make_optimizer(AUC23, network)
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.99
-    recipe = dataclasses.replace(AUC23, optimizer="adamw", weight_decay=0.05, head_learning_rate_factor=10.0)
-    adamw = make_optimizer(recipe, network)
-    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.05
-    backbone, heads = adamw.param_groups
-    assert sum(p.numel() for p in heads["params"]) == sum(p.numel() for p in network.heads.parameters())
-    assert len(backbone["params"]) + len(heads["params"]) == len(list(network.parameters()))
-    set_learning_rate(adamw, 1e-4)
-    assert backbone["lr"] == pytest.approx(1e-4) and heads["lr"] == pytest.approx(1e-3)
+    sgd = Optimizers(AUC23, network)
+    assert isinstance(sgd.backbone, torch.optim.SGD) and isinstance(sgd.heads, torch.optim.SGD)
+    assert sgd.backbone.defaults["nesterov"] and sgd.backbone.defaults["momentum"] == 0.99
+    recipe = dataclasses.replace(
+        AUC23, optimizer="adamw", weight_decay=0.05, head_optimizer="sgd", momentum=0.9, head_weight_decay=0.0,
+        head_learning_rate_factor=10.0,
+    )
+    optimizers = Optimizers(recipe, network)
+    assert isinstance(optimizers.backbone, torch.optim.AdamW) and optimizers.backbone.defaults["weight_decay"] == 0.05
+    assert isinstance(optimizers.heads, torch.optim.SGD) and optimizers.heads.defaults["weight_decay"] == 0.0
+    heads = optimizers.heads.param_groups[0]["params"]
+    assert sum(p.numel() for p in heads) == sum(p.numel() for p in network.heads.parameters())
+    assert len(optimizers.backbone.param_groups[0]["params"]) + len(heads) == len(list(network.parameters()))
+    optimizers.set_learning_rate(1e-4)
+    assert optimizers.backbone.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert optimizers.heads.param_groups[0]["lr"] == pytest.approx(1e-3)
+    optimizers.set_learning_rate(1e-4, backbone_frozen=True)
+    assert optimizers.backbone.param_groups[0]["lr"] == 0
+    with pytest.raises(UserInputError, match="m.model was written by an older universalclassifier"):
+        optimizers.load_state_dict({"state": {}, "param_groups": []}, "m.model")
+    restored = Optimizers(recipe, network)
+    restored.load_state_dict(optimizers.state_dict(), "m.model")
+    assert restored.state_dict()["heads"]["param_groups"] == optimizers.state_dict()["heads"]["param_groups"]
+
+
+def test_a_frozen_backbone_stays_unchanged_while_the_heads_learn():
+    recipe = dataclasses.replace(DEFAULT, backbone_frozen_fraction=0.5)
+    assert [recipe.backbone_frozen_at(e, 10) for e in range(10)] == [True] * 5 + [False] * 5
+    torch.manual_seed(0)
+    network = build_network(2, [2], normalization="group")
+    optimizers = Optimizers(recipe, network)
+    before = [p.detach().clone() for p in network.parameters()]
+    optimizers.set_learning_rate(1e-2, recipe.backbone_frozen_at(0, 10))
+    x = torch.randn(4, 2, 8, 16, 16)
+    for _ in range(3):
+        optimizers.zero_grad()
+        torch.nn.functional.cross_entropy(network(x)[0], torch.tensor([0, 1, 0, 1])).backward()
+        for optimizer in optimizers.all:
+            optimizer.step()
+    head_ids = {id(p) for p in network.heads.parameters()}
+    for old, new in zip(before, network.parameters(), strict=True):
+        assert torch.equal(old, new) != (id(new) in head_ids)
 
 
 def test_group_norm_network_is_independent_of_the_batch():

@@ -17,16 +17,15 @@ import universalclassifier.atomic as atomic_module
 import universalclassifier.training.splits as splits_module
 from helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
-from universalclassifier.dataset.dataset_json import ClassificationLabel
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.summarize import summarize_cross_validation
+from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.inference.predict_folder import predict_folder
 from universalclassifier.inference.predictor import Predictor
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import FINGERPRINT_FILENAME, plan_and_preprocess
 from universalclassifier.planning.stage import COMPLETION_MARKER
 from universalclassifier.plans import Plans
-from universalclassifier.radiomics.reference import _write_fold
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.splits import load_or_create_splits
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
@@ -333,11 +332,10 @@ def _cv_summary(paths: TaskPaths) -> Path:
 
 
 def _radiomics_fold(paths: TaskPaths) -> Path:
-    heads = [ClassificationLabel(name="a", ordinal=False, values=("no", "yes"))]
-    _write_fold(
-        paths.reference_folder(), 0, ["x", "y"], heads, {"a": [0, 1]}, {"a": np.array([[0.8, 0.2], [0.3, 0.7]])}
-    )
-    return paths.reference_folder() / "fold_0" / "validation" / "predictions.json"
+    folder = paths.reference_folder() / "fold_0" / "validation"
+    probabilities = {"a": np.array([[0.8, 0.2], [0.3, 0.7]])}
+    write_validation_files(folder, ["x", "y"], {"a": 2}, {"a": [0, 1]}, probabilities, {"fold": "0"})
+    return folder / "predictions.json"
 
 
 @pytest.mark.parametrize("write", [_plans_file, _fingerprint, _validation_predictions, _cv_summary, _radiomics_fold])

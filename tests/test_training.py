@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from helpers import REPO, run_script
+from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.plans import Plans
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.recipes import recipe_for
-from universalclassifier.training.trainer import summed_cross_entropy
+from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions, summed_cross_entropy
+from universalclassifier.training.training_log import TrainingLog, TrainResult, ValidationResult
 
 QUICK = [
     "--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1", "--num_workers", "1"
@@ -181,3 +183,53 @@ def test_ddp_with_two_cpu_processes_keeps_weights_identical(task):
     assert metadata["world_size"] == 2
     assert metadata["max_weight_difference_across_processes"] == 0.0
     assert (task.trainer_folder() / "all" / "validation" / "summary.json").is_file()
+
+
+def test_epoch_hooks_on_fake_batches(task, tmp_path):
+    """One epoch, hook by hook, on hand-made batches: what each hook reports and what end_epoch records."""
+    options = TrainingOptions(
+        max_num_epochs=4, num_batches_per_epoch=3, num_val_batches_per_epoch=2, num_workers=0, show_progress=False
+    )
+    trainer = ClassifierTrainer(task, 2, options, trainer_name="ClassifierTrainer")
+    trainer.output_folder = tmp_path / "fold_2"
+    channels = trainer.plans.num_modalities + 1
+    generator = torch.Generator().manual_seed(0)
+
+    def batches(count: int, targets: list[list[int]]):
+        for _ in range(count):
+            data = torch.rand(len(targets), channels, 8, 16, 16, generator=generator)
+            yield {"data": data, "target": torch.tensor(targets)}
+
+    before = [p.detach().clone() for p in trainer.network.parameters()]
+    train = trainer.train_epoch(batches(3, [[0, 1], [1, 0]]))
+    assert train.learning_rate == pytest.approx(trainer.recipe.learning_rate_at(0, 4)) and not train.backbone_frozen
+    assert np.isfinite(train.loss) and train.seconds >= train.data_wait_seconds >= 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.network.parameters(), strict=True))
+
+    validation = trainer.validate_epoch(batches(2, [[0, 0], [1, 1]]))
+    assert not trainer.network.training and np.isfinite(validation.loss)
+    assert set(validation.aucs) == set(trainer.plans.head_names)
+    assert all(auc is None or 0 <= auc <= 1 for auc in validation.aucs.values())
+
+    heads = trainer.plans.head_names
+    trainer.end_epoch(TrainResult(1.5, 1e-4, True, 2.0, 0.5), ValidationResult(0.7, dict.fromkeys(heads, 0.6)), 3.0)
+    trainer.end_epoch(TrainResult(1.2, 1e-4, False, 2.0, 0.5), ValidationResult(0.9, dict.fromkeys(heads, 0.8)), 3.0)
+    assert trainer.epoch == 2 and trainer.log.train_loss == [1.5, 1.2] and trainer.log.val_loss == [0.7, 0.9]
+    assert trainer.log.val_loss_ma == pytest.approx([0.7, 0.72])  # 0.9 * 0.7 + 0.1 * 0.9
+    assert all(values == [0.6, 0.8] for values in trainer.log.val_auc.values())
+    assert trainer.best_epoch == 1  # the moving average rose in epoch 2
+    assert (trainer.output_folder / "model_best.model").is_file() and _png(trainer.output_folder / "progress.png")
+    assert not (trainer.output_folder / "model_latest.model").exists()  # save_every 5, and training not done
+
+
+def test_training_log_round_trip_and_damage():
+    log = TrainingLog.for_heads(["a", "b"])
+    log.record(TrainResult(1.0, 1e-3, False, 2.0, 0.1), ValidationResult(2.0, {"a": 0.5, "b": None}), 2.5)
+    assert TrainingLog.from_dict(json.loads(json.dumps(log.to_dict())), "x") == log
+    assert log.num_epochs == 1 and log.val_auc == {"a": [0.5], "b": [None]}
+    damaged = log.to_dict()
+    damaged["lr"] = []
+    with pytest.raises(UserInputError, match="m.model holds a training log with lists of unequal length"):
+        TrainingLog.from_dict(damaged, "m.model")
+    with pytest.raises(UserInputError, match="m.model holds no complete training log"):
+        TrainingLog.from_dict({"train_loss": []}, "m.model")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from universalclassifier.artifact import FINAL_CHECKPOINT
-from universalclassifier.paths import TaskPaths
+from universalclassifier.paths import ArtifactLayout, TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
@@ -32,7 +31,7 @@ def make_untrained_artifact(root: Path, task_id: int = TASK_ID) -> TaskPaths:
     trainer = ClassifierTrainer(paths, "all", options)
     trainer.output_folder.mkdir(parents=True)
     trainer.plans.save(trainer.output_folder.parent / "plans.json")
-    trainer.save(FINAL_CHECKPOINT, with_optimizer=False)
+    trainer.save(ArtifactLayout.FINAL, with_optimizer=False)
     return paths
 
 

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TRAINER
@@ -14,23 +15,16 @@ from universalclassifier.paths import TRAINER
 logger = logging.getLogger("universalclassifier")
 
 
-def _positive_count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     from universalclassifier.preprocessing.preprocessor import InputLimits
 
     defaults = InputLimits()
     parser.add_argument(
-        "--max_input_voxels", type=_positive_count, default=defaults.max_input_voxels, metavar="N",
+        "--max_input_voxels", type=int_at_least(1), default=defaults.max_input_voxels, metavar="N",
         help=f"refuse image files with more voxels than this (default {defaults.max_input_voxels})",
     )
     parser.add_argument(
-        "--max_resampled_voxels", type=_positive_count, default=defaults.max_resampled_voxels, metavar="N",
+        "--max_resampled_voxels", type=int_at_least(1), default=defaults.max_resampled_voxels, metavar="N",
         help=f"refuse cases that would resample to more voxels than this (default {defaults.max_resampled_voxels})",
     )
 
@@ -49,7 +43,9 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_root", help="data root holding raw/ (created: preprocessed/)")
     parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
-    parser.add_argument("-tf", type=int, default=2, metavar="N", help="worker processes for preprocessing (default 2)")
+    parser.add_argument(
+        "-tf", type=int_at_least(1), default=2, metavar="N", help="worker processes for preprocessing (default 2)"
+    )
     parser.add_argument(
         "-tl", type=int, default=None, metavar="N", help="accepted for nnU-Net compatibility; unused (one stage only)"
     )
@@ -69,8 +65,6 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
 def _plan_and_preprocess(args: argparse.Namespace) -> None:
     from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 
-    if args.tf < 1:
-        raise UserInputError(f"-tf must be at least 1 (got {args.tf}).")
     plan_and_preprocess(
         args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet,
         limits=_limits(args),
@@ -156,7 +150,7 @@ def summarize_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--num_resamples",
-        type=int,
+        type=int_at_least(1),
         default=1000,
         metavar="N",
         help="bootstrap resamples for the AUC interval (default 1000)",
@@ -169,8 +163,6 @@ def _summarize(args: argparse.Namespace) -> None:
     from universalclassifier.evaluation.summarize import format_summary_table, summarize_cross_validation
     from universalclassifier.paths import TaskPaths
 
-    if args.num_resamples < 1:
-        raise UserInputError(f"--num_resamples must be at least 1 (got {args.num_resamples}).")
     trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder(trainer=args.trainer)
     summary = summarize_cross_validation(trainer_folder, num_resamples=args.num_resamples)
     logger.info(
@@ -198,11 +190,15 @@ def radiomics_parser() -> argparse.ArgumentParser:
     parser.add_argument("data_root", help="data root holding raw/ (written: preprocessed/ and trained_models/)")
     parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
     parser.add_argument(
-        "--num_workers", type=int, default=2, metavar="N", help="worker processes for feature extraction (default 2)"
+        "--num_workers",
+        type=int_at_least(1),
+        default=2,
+        metavar="N",
+        help="worker processes for feature extraction (default 2)",
     )
     parser.add_argument(
         "--folds",
-        type=int,
+        type=int_at_least(0),
         nargs="+",
         default=None,
         metavar="F",

@@ -15,6 +15,50 @@ NETWORK = "3d_fullres"
 TRAINER = "ClassifierTrainer"
 REFERENCE_FOLDER = "RadiomicsReference"  # sibling of the trainer folder: the radiomics reference's cross-validation
 _TASK_PATTERN = re.compile(r"^Task(\d{3})_\S+$")
+_FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """The file names inside a trainer folder (`<trainer>__<plans>`), spelled only here.
+
+    ``plans.json`` beside ``fold_0`` ... ``fold_4`` (or ``all``), each holding the checkpoints and ``validation/``
+    with ``predictions.json``, ``predictions.csv`` and ``summary.json``.
+    """
+
+    folder: Path
+
+    PLANS = "plans.json"
+    FINAL = "model_final_checkpoint.model"
+    LATEST = "model_latest.model"
+    BEST = "model_best.model"
+    VALIDATION = "validation"
+    PREDICTIONS_JSON = "predictions.json"
+    PREDICTIONS_CSV = "predictions.csv"
+    SUMMARY = "summary.json"
+
+    @property
+    def plans_file(self) -> Path:
+        return self.folder / self.PLANS
+
+    def fold_folder(self, fold: int | str) -> Path:
+        return self.folder / fold_folder_name(fold)
+
+    def validation_folder(self, fold: int | str) -> Path:
+        return self.fold_folder(fold) / self.VALIDATION
+
+
+def fold_folder_name(fold: int | str) -> str:
+    """`fold_0` ... `fold_4`, or `all`."""
+    return "all" if str(fold) == "all" else f"fold_{int(fold)}"
+
+
+def fold_of_folder(name: str) -> int | str | None:
+    """The fold a folder name stands for (N for `fold_N`, "all"), or None for any other name."""
+    if name == "all":
+        return "all"
+    match = _FOLD_PATTERN.match(name)
+    return int(match.group(1)) if match else None
 
 
 def _raw_parents(data_root: Path) -> list[Path]:

@@ -13,6 +13,51 @@ from universalclassifier.errors import UserInputError
 FORMAT_VERSION = 1
 
 
+@dataclass(frozen=True)
+class ClassificationLabel:
+    """One classification head: its name, whether values are ordered, and the value names (index = value)."""
+
+    name: str
+    ordinal: bool
+    values: tuple[str, ...]
+
+    @property
+    def num_values(self) -> int:
+        """How many values the head has (its number of network outputs)."""
+        return len(self.values)
+
+    def to_dict(self) -> dict:
+        """The head in its dataset.json form: {"name", "ordinal", "values": {"0": name of value 0, ...}}."""
+        return {
+            "name": self.name,
+            "ordinal": self.ordinal,
+            "values": {str(i): v for i, v in enumerate(self.values)},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, source: str) -> ClassificationLabel:
+        """Build a head from the form `to_dict` writes; `source` names the entry in the error message."""
+        if not isinstance(raw, dict) or not {"name", "ordinal", "values"} <= raw.keys():
+            raise UserInputError(
+                f"{source} must be an object with 'name', 'ordinal' and 'values'; it was not written by this tool "
+                "or is damaged: re-run plan & preprocess."
+            )
+        name, ordinal, values = raw["name"], raw["ordinal"], raw["values"]
+        keys = [str(i) for i in range(len(values))] if isinstance(values, dict) else []
+        if (
+            not isinstance(name, str)
+            or not isinstance(ordinal, bool)
+            or not isinstance(values, dict)
+            or set(values) != set(keys)
+            or not all(isinstance(v, str) for v in values.values())
+        ):
+            raise UserInputError(
+                f"{source} needs a string 'name', a boolean 'ordinal' and 'values' mapping \"0\"..\"K-1\" to value "
+                "names; it was not written by this tool or is damaged: re-run plan & preprocess."
+            )
+        return cls(name=name, ordinal=ordinal, values=tuple(values[k] for k in keys))
+
+
 @dataclass
 class Plans:
     """How to preprocess every case and what the network predicts. Axis-dependent lists are in transposed order."""
@@ -30,7 +75,7 @@ class Plans:
     do_dummy_2D_data_aug: bool
     num_roi_classes: int
     uses_roi: bool
-    classification_labels: list[dict]
+    classification_labels: list[ClassificationLabel]
     num_training_cases: int
     format_version: int = FORMAT_VERSION
 
@@ -40,14 +85,19 @@ class Plans:
 
     @property
     def head_names(self) -> list[str]:
-        return [head["name"] for head in self.classification_labels]
+        return [head.name for head in self.classification_labels]
 
     @property
     def head_sizes(self) -> list[int]:
-        return [len(head["values"]) for head in self.classification_labels]
+        return [head.num_values for head in self.classification_labels]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "num_modalities": self.num_modalities}
+        """The plans as JSON-ready data, as plans.json stores them (the labels in their dataset.json form)."""
+        return {
+            **asdict(self),
+            "classification_labels": [head.to_dict() for head in self.classification_labels],
+            "num_modalities": self.num_modalities,
+        }
 
     def content_hash(self) -> str:
         """SHA-256 of the plans' canonical JSON (sorted keys, no whitespace): equal plans give equal hashes."""
@@ -60,7 +110,7 @@ class Plans:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "plans") -> "Plans":
-        """Build plans from a dict, refusing other format versions and missing keys."""
+        """Build plans from a dict, refusing other format versions, missing keys and malformed labels."""
         version = raw.get("format_version")
         if version != FORMAT_VERSION:
             raise UserInputError(
@@ -71,7 +121,14 @@ class Plans:
         missing = [n for n in names if n not in raw]
         if missing:
             raise UserInputError(f"{source} lacks the key(s) {missing}; it was not written by this tool or is damaged.")
-        return cls(**{n: raw[n] for n in names})
+        labels = raw["classification_labels"]
+        if not isinstance(labels, list):
+            raise UserInputError(f"{source}: 'classification_labels' must be a list; re-run plan & preprocess.")
+        heads = [
+            ClassificationLabel.from_dict(head, f"{source}: classification_labels[{i}]")
+            for i, head in enumerate(labels)
+        ]
+        return cls(**{n: raw[n] for n in names if n != "classification_labels"}, classification_labels=heads)
 
     @classmethod
     def load(cls, path: Path) -> "Plans":

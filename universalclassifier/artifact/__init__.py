@@ -6,7 +6,6 @@ does not.
 """
 
 from universalclassifier.artifact.folders import (
-    FINAL_CHECKPOINT,
     find_fold_folders,
     find_trainer_folder,
     numbered_fold_folders,
@@ -14,7 +13,6 @@ from universalclassifier.artifact.folders import (
 from universalclassifier.artifact.loading import check_folds_match_plans, load_network_weights, load_plans
 
 __all__ = [
-    "FINAL_CHECKPOINT",
     "check_folds_match_plans",
     "find_fold_folders",
     "find_trainer_folder",

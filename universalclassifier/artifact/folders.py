@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from universalclassifier.errors import UserInputError
-from universalclassifier.paths import TRAINER
-
-FINAL_CHECKPOINT = "model_final_checkpoint.model"
-_FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
+from universalclassifier.paths import TRAINER, ArtifactLayout, fold_folder_name, fold_of_folder
 
 
 def _task_matches(task_name: str, task: str | int) -> bool:
@@ -24,19 +20,18 @@ def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None
         raise UserInputError(
             f"Artifact folder {root} does not exist; pass the trained_models folder of a training run."
         )
-    if (root / "plans.json").is_file():
+    if ArtifactLayout(root).plans_file.is_file():
         candidates = [root]
     else:
-        candidates = sorted(
-            p.parent for p in root.glob("**/plans.json") if p.parent.name.partition("__")[0].startswith(TRAINER)
-        )
+        plans_files = root.glob(f"**/{ArtifactLayout.PLANS}")
+        candidates = sorted(p.parent for p in plans_files if p.parent.name.partition("__")[0].startswith(TRAINER))
     if task is not None:
         candidates = [c for c in candidates if _task_matches(c.parent.name, task)]
     if not candidates:
         what = f" for task '{task}'" if task is not None else ""
         raise UserInputError(
-            f"No trained model{what} under {root}: expected .../{TRAINER}<variant>__<plans>/plans.json with fold "
-            "folders."
+            f"No trained model{what} under {root}: expected .../{TRAINER}<variant>__<plans>/{ArtifactLayout.PLANS} "
+            "with fold folders."
         )
     if len(candidates) > 1:
         names = sorted({c.parent.name for c in candidates})
@@ -52,27 +47,28 @@ def numbered_fold_folders(trainer_folder: Path) -> list[Path]:
     """The `fold_N` folders of a trainer folder, in fold order."""
     numbered = []
     for path in trainer_folder.iterdir():
-        match = _FOLD_PATTERN.match(path.name)
-        if match and path.is_dir():
-            numbered.append((int(match.group(1)), path))
+        fold = fold_of_folder(path.name)
+        if isinstance(fold, int) and path.is_dir():
+            numbered.append((fold, path))
     return [path for _, path in sorted(numbered, key=lambda item: item[0])]
 
 
 def find_fold_folders(trainer_folder: Path, folds: list[int | str] | None = None) -> list[Path]:
     """Fold folders holding a final checkpoint: the requested folds, else fold_0..fold_N, else `all`."""
     if folds is not None:
-        folders = [trainer_folder / ("all" if str(f) == "all" else f"fold_{int(f)}") for f in folds]
-        missing = [f.name for f in folders if not (f / FINAL_CHECKPOINT).is_file()]
+        folders = [trainer_folder / fold_folder_name(f) for f in folds]
+        missing = [f.name for f in folders if not (f / ArtifactLayout.FINAL).is_file()]
         if missing:
             raise UserInputError(
-                f"{trainer_folder} has no trained {missing} (no {FINAL_CHECKPOINT}); train them or choose other folds."
+                f"{trainer_folder} has no trained {missing} (no {ArtifactLayout.FINAL}); train them or choose other "
+                "folds."
             )
         return folders
-    numbered = [p for p in numbered_fold_folders(trainer_folder) if (p / FINAL_CHECKPOINT).is_file()]
+    numbered = [p for p in numbered_fold_folders(trainer_folder) if (p / ArtifactLayout.FINAL).is_file()]
     if numbered:
         return numbered
-    if (trainer_folder / "all" / FINAL_CHECKPOINT).is_file():
-        return [trainer_folder / "all"]
+    if (trainer_folder / fold_folder_name("all") / ArtifactLayout.FINAL).is_file():
+        return [trainer_folder / fold_folder_name("all")]
     raise UserInputError(
-        f"{trainer_folder} holds no trained fold (no fold_N/{FINAL_CHECKPOINT}); finish training first."
+        f"{trainer_folder} holds no trained fold (no fold_N/{ArtifactLayout.FINAL}); finish training first."
     )

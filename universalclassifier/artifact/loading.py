@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from universalclassifier.artifact.folders import FINAL_CHECKPOINT
 from universalclassifier.errors import UserInputError
+from universalclassifier.paths import ArtifactLayout
 from universalclassifier.plans import Plans
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def load_plans(trainer_folder: Path) -> Plans:
     """The plans stored next to the trained folds (format version checked)."""
-    return Plans.load(trainer_folder / "plans.json")
+    return Plans.load(ArtifactLayout(trainer_folder).plans_file)
 
 
 def load_network_weights(fold_folder: Path, device: "torch.device") -> tuple[dict[str, "torch.Tensor"], dict]:
@@ -26,7 +26,7 @@ def load_network_weights(fold_folder: Path, device: "torch.device") -> tuple[dic
         load_checkpoint,
     )
 
-    checkpoint = fold_folder / FINAL_CHECKPOINT
+    checkpoint = fold_folder / ArtifactLayout.FINAL
     try:
         tensors, metadata = load_checkpoint(checkpoint, device)
     except UserInputError:

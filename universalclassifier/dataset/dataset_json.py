@@ -9,6 +9,7 @@ from pathlib import Path, PurePath
 
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import TaskValidationError
+from universalclassifier.plans import ClassificationLabel  # defined there: plans.json stores the heads too
 
 REQUIRED_KEYS = ("modality", "classification_labels", "training")
 # Head names, modality names and case ids become parts of file names (CASE.npy, roc_<head>.png, ...), so they are
@@ -22,26 +23,6 @@ MODALITY_NAME_RULE = "1 to 100 printable characters without '/' or '\\'"
 # ROI label maps are stored as int16 and every label costs one full-volume resampling per case; 256 labels is all
 # an 8-bit label map holds (TotalSegmentator, one of the largest label sets in use, has 117).
 MAX_ROI_LABELS = 256
-
-
-@dataclass(frozen=True)
-class ClassificationLabel:
-    """One classification head: its name, whether values are ordered, and the value names (index = value)."""
-
-    name: str
-    ordinal: bool
-    values: tuple[str, ...]
-
-    @property
-    def num_values(self) -> int:
-        return len(self.values)
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "ordinal": self.ordinal,
-            "values": {str(i): v for i, v in enumerate(self.values)},
-        }
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike
 
+from universalclassifier.checks import checked_int
 from universalclassifier.evaluation.metrics import macro_auc
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ def bootstrap_auc_ci(
     """
     y = np.asarray(targets, dtype=np.int64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64)
-    if num_resamples < 1:
-        raise ValueError(f"num_resamples must be at least 1, got {num_resamples}.")
+    checked_int(num_resamples, "num_resamples", 1)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
     if p.ndim != 2 or p.shape[0] != len(y) or len(y) == 0:
@@ -69,8 +69,7 @@ def bootstrap_auc_difference(
         raise ValueError(
             f"Expected two probability arrays of shape ({len(y)}, num_values), got {a.shape} and {b.shape}."
         )
-    if num_resamples < 1:
-        raise ValueError(f"num_resamples must be at least 1, got {num_resamples}.")
+    checked_int(num_resamples, "num_resamples", 1)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
     auc_a, auc_b = macro_auc(y, a), macro_auc(y, b)

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from universalclassifier.checks import checked_int
+
 
 @dataclass(frozen=True)
 class ReliabilityCurve:
@@ -39,8 +41,7 @@ def reliability_curve(targets: ArrayLike, probabilities: np.ndarray, num_bins: i
     """Bin the top-label confidences of `probabilities` (shape (N, num_values)) into `num_bins` equal-width bins."""
     y = np.asarray(targets, dtype=np.int64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64)
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be at least 1, got {num_bins}.")
+    checked_int(num_bins, "num_bins", 1)
     if p.ndim != 2 or p.shape[0] != len(y) or p.shape[1] < 2:
         raise ValueError(
             f"Expected probabilities of shape ({len(y)}, num_values >= 2) for {len(y)} targets, got {p.shape}."

@@ -16,21 +16,21 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
 from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves
-from universalclassifier.paths import REFERENCE_FOLDER
-from universalclassifier.plans import Plans
+from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout
+from universalclassifier.plans import ClassificationLabel, Plans
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "cv_summary.json"
 REPORT_FILE = "cv_report.md"
 PLOTS_FOLDER = "cv_plots"
-PREDICTIONS_FILE = Path("validation") / "predictions.json"
+PREDICTIONS_FILE = Path(ArtifactLayout.VALIDATION) / ArtifactLayout.PREDICTIONS_JSON
 CALIBRATION_BINS = 10
 DEEP_LABEL = "Deep model"
 REFERENCE_LABEL = "Radiomics reference (mirp features + logistic regression)"
 
 
-def _read_fold(path: Path, heads: Sequence[dict]) -> dict[str, dict[str, tuple[int, list[float]]]]:
+def _read_fold(path: Path, heads: Sequence[ClassificationLabel]) -> dict[str, dict[str, tuple[int, list[float]]]]:
     """{case: {head: (target, probabilities)}} of one predictions.json, checked against the plans' heads."""
     try:
         raw = json.loads(path.read_text())
@@ -42,7 +42,7 @@ def _read_fold(path: Path, heads: Sequence[dict]) -> dict[str, dict[str, tuple[i
     for case_id, per_head in raw.items():
         cases[case_id] = {}
         for head in heads:
-            name, size = head["name"], len(head["values"])
+            name, size = head.name, head.num_values
             entry = per_head.get(name) if isinstance(per_head, dict) else None
             if not isinstance(entry, dict) or "target" not in entry or "probabilities" not in entry:
                 raise UserInputError(f"{path}: case '{case_id}' has no target and probabilities for head '{name}'.")
@@ -56,7 +56,7 @@ def _read_fold(path: Path, heads: Sequence[dict]) -> dict[str, dict[str, tuple[i
     return cases
 
 
-def _pool(trainer_folder: Path, heads: Sequence[dict]) -> tuple[list[str], dict[str, tuple[str, dict]]]:
+def _pool(trainer_folder: Path, heads: Sequence[ClassificationLabel]) -> tuple[list[str], dict[str, tuple[str, dict]]]:
     """The folds read and {case: (fold, predictions)}; a case seen in an earlier fold is kept from there."""
     pooled: dict[str, tuple[str, dict]] = {}
     folds = []
@@ -129,7 +129,7 @@ def plot_confusion_matrix(
 
 
 def _summarize_head(
-    head: dict,
+    head: ClassificationLabel,
     pooled: dict[str, tuple[str, dict]],
     folds: list[str],
     plots_title: str,
@@ -137,8 +137,8 @@ def _summarize_head(
     num_resamples: int,
     seed: int,
 ) -> dict:
-    name, size = head["name"], len(head["values"])
-    value_names = [str(head["values"][str(v)]) for v in range(size)]
+    name, size = head.name, head.num_values
+    value_names = list(head.values)
     targets = np.array([predictions[name][0] for _, predictions in pooled.values()], dtype=np.int64)
     probabilities = np.array([predictions[name][1] for _, predictions in pooled.values()], dtype=np.float64)
     metrics = head_metrics(targets, probabilities, size, name=f"head '{name}'")
@@ -170,7 +170,7 @@ def _pooled_arrays(
 
 def _reference_summary(
     reference_folder: Path,
-    heads: Sequence[dict],
+    heads: Sequence[ClassificationLabel],
     deep: dict[str, tuple[str, dict]],
     task_name: str,
     num_resamples: int,
@@ -195,7 +195,7 @@ def _reference_summary(
     common = [case for case in deep if case in pooled]
     summary_heads = {}
     for head in heads:
-        name, size = head["name"], len(head["values"])
+        name, size = head.name, head.num_values
         targets, probabilities = _pooled_arrays(pooled, name, list(pooled))
         metrics = head_metrics(targets, probabilities, size, name=f"reference head '{name}'")
         difference: tuple[float | None, float | None, float | None] = (None, None, None)
@@ -350,11 +350,12 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     with the paired AUC difference to the deep model, or {"available": false, "how_to": ...} when there is none.
     """
     trainer_folder = Path(trainer_folder)
-    if not (trainer_folder / "plans.json").is_file():
+    plans_file = ArtifactLayout(trainer_folder).plans_file
+    if not plans_file.is_file():
         raise UserInputError(
-            f"No trained model in {trainer_folder} (no plans.json); train (and validate) the folds first."
+            f"No trained model in {trainer_folder} (no {plans_file.name}); train (and validate) the folds first."
         )
-    plans = Plans.load(trainer_folder / "plans.json")
+    plans = Plans.load(plans_file)
     folds, pooled = _pool(trainer_folder, plans.classification_labels)
     if not pooled:
         raise UserInputError(f"The predictions.json of {', '.join(folds)} in {trainer_folder} hold no cases.")
@@ -369,7 +370,7 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
         "seed": seed,
         "calibration_bins": CALIBRATION_BINS,
         "heads": {
-            head["name"]: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
+            head.name: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
             for head in plans.classification_labels
         },
     }

@@ -21,6 +21,7 @@ from universalclassifier.artifact import find_fold_folders, find_trainer_folder
 from universalclassifier.dataset.image_io import is_existing_file
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predictor import Predictor, choose_device
+from universalclassifier.paths import fold_of_folder
 from universalclassifier.preprocessing.preprocessor import MAX_INPUT_VOXELS, MAX_RESAMPLED_VOXELS
 
 PREDICTOR_CACHE_SIZE = 2
@@ -67,7 +68,9 @@ def _is_fold(fold: object) -> bool:
 
 def _fold_argument(folder: Path) -> int | str:
     """The `folds` entry naming a fold folder: N for fold_N, "all" for all."""
-    return "all" if folder.name == "all" else int(folder.name.removeprefix("fold_"))
+    fold = fold_of_folder(folder.name)
+    assert fold is not None, folder  # find_fold_folders returns fold folders only
+    return fold
 
 
 def _resolve(

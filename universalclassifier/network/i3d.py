@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from universalclassifier.checks import checked_int
 from universalclassifier.plans import Plans
 
 logger = logging.getLogger(__name__)
@@ -36,8 +35,9 @@ CHANNELS_PER_GROUP = 16
 ROI_POOLING_LAYER = "Conv3d_1a_7x7"
 ROI_POOLING_FEATURES = 2 * 64
 # The fine ROI branch: two 3x3x3 convolutions at the input's full resolution, pooled like the stem (mean and SD per
-# ROI label), beside the mean and SD of each input image channel and the label's size (cube root of its volume
-# fraction): lesions only a few voxels across keep their texture and outline there.
+# ROI label): lesions only a few voxels across keep their texture there.
+# ROI descriptors, no learned layers: per ROI label the mean and SD of each input image channel inside it, its size
+# (cube root of its volume fraction) and its outline (`roi_outline`): first-order and shape radiomics in miniature.
 FINE_ROI_CHANNELS = 32
 NORMALIZATIONS = ("batch", "group")
 
@@ -175,16 +175,6 @@ def _build_backbone(in_channels: int, normalization: str) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
-def _positive_int(value: Any, name: str, minimum: int) -> int:
-    try:
-        number = operator.index(value)  # accepts Python and NumPy integers, rejects floats and strings
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if isinstance(value, bool) or number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
-
-
 class I3DClassifier(nn.Module):
     """I3D backbone with one linear classification head per label.
 
@@ -205,24 +195,26 @@ class I3DClassifier(nn.Module):
         dropout: float = 0.5,
         normalization: str = "batch",
         num_roi_classes: int = 0,
+        *,
         fine_roi_features: bool = False,
+        roi_descriptors: bool = False,
         standardize_features: bool = False,
     ) -> None:
         super().__init__()
-        in_channels = _positive_int(in_channels, "in_channels", 1)
+        in_channels = checked_int(in_channels, "in_channels", 1)
         if isinstance(head_sizes, (str, bytes)) or not isinstance(head_sizes, Sequence):
             raise ValueError(f"head_sizes must be a sequence of integers, got {head_sizes!r}")
         if len(head_sizes) == 0:
             raise ValueError("head_sizes must contain at least one head")
-        sizes = [_positive_int(size, f"head_sizes[{i}]", 2) for i, size in enumerate(head_sizes)]
+        sizes = [checked_int(size, f"head_sizes[{i}]", 2) for i, size in enumerate(head_sizes)]
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if num_roi_classes != 0:
-            num_roi_classes = _positive_int(num_roi_classes, "num_roi_classes", 2)
-        if fine_roi_features and not num_roi_classes:
-            raise ValueError("fine_roi_features needs ROI pooling (num_roi_classes >= 2)")
+            num_roi_classes = checked_int(num_roi_classes, "num_roi_classes", 2)
+        if (fine_roi_features or roi_descriptors) and not num_roi_classes:
+            raise ValueError("fine_roi_features and roi_descriptors need ROI pooling (num_roi_classes >= 2)")
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
@@ -230,17 +222,25 @@ class I3DClassifier(nn.Module):
         self.num_roi_classes = num_roi_classes
         self.backbone = _build_backbone(in_channels, normalization)
         self.dropout = nn.Dropout(p=float(dropout))
-        per_label = ROI_POOLING_FEATURES
+        per_label = [ROI_POOLING_FEATURES]  # the sizes of the feature groups of each ROI label
         self.fine_branch: nn.Module | None = None
         if fine_roi_features:
             self.fine_branch = nn.Sequential(
                 ConvUnit(in_channels, FINE_ROI_CHANNELS, 3, normalization=normalization),
                 ConvUnit(FINE_ROI_CHANNELS, FINE_ROI_CHANNELS, 3, normalization=normalization),
             )
-            per_label += 2 * FINE_ROI_CHANNELS + 2 * (in_channels - 1) + 1
-        num_features = NUM_FEATURES + max(0, num_roi_classes - 1) * per_label
-        # Optional: each feature standardized over the batch (running statistics in evaluation) before the heads.
+            per_label.append(2 * FINE_ROI_CHANNELS)
+        self.roi_descriptors = roi_descriptors
+        if roi_descriptors:
+            per_label.append(2 * (in_channels - 1) + 1 + 3)
+        groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1)
+        num_features = sum(groups)
+        # Optional: each feature standardized over the batch (running statistics in evaluation), then each group
+        # scaled to the same total variance, so that a group of a few features (e.g. the ROI descriptors) weighs as
+        # much as the 1024 backbone features: the heads' learning prefers no group by its size.
         self.feature_norm = nn.BatchNorm1d(num_features, affine=False) if standardize_features else nn.Identity()
+        scale = torch.cat([torch.full((size,), size**-0.5) for size in groups]) if standardize_features else None
+        self.register_buffer("feature_scale", scale, persistent=False)
         self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
         self._initialise_weights()
 
@@ -272,10 +272,15 @@ class I3DClassifier(nn.Module):
             for mask in masks:
                 pooled.append(roi_statistics(stem, mask))
                 if fine is not None:
+                    pooled.append(roi_statistics(fine, mask))
+                if self.roi_descriptors:
                     size = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True).pow(1 / 3)
-                    pooled += [roi_statistics(fine, mask), roi_statistics(x[:, :-1], mask), size]
+                    pooled += [roi_statistics(x[:, :-1], mask), size, roi_outline(mask)]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
-        features = self.dropout(self.feature_norm(features))
+        features = self.feature_norm(features)
+        if self.feature_scale is not None:
+            features = features * self.feature_scale
+        features = self.dropout(features)
         return [head(features) for head in self.heads]
 
 
@@ -292,18 +297,39 @@ def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, (variance.clamp_min(0) + 1e-6).sqrt() - 1e-3], dim=1)
 
 
+def roi_outline(mask: torch.Tensor) -> torch.Tensor:
+    """Surface per axis over volume^(2/3) (N, 3) of a (N, 1, Z, Y, X) boolean mask: low for compact shapes.
+
+    Counts the mask's voxel faces normal to each axis (the image border closes the mask) and divides by the voxel
+    count to the power 2/3, so the values depend on the shape, not its size; an empty mask gives zeros.
+    """
+    closed = F.pad(mask.to(torch.float32), (1, 1, 1, 1, 1, 1))
+    faces = torch.stack([closed.diff(dim=axis).abs().flatten(1).sum(1) for axis in (2, 3, 4)], dim=1)
+    volume = mask.flatten(1).sum(1, keepdim=True).to(torch.float32)
+    return torch.where(volume > 0, faces / volume.clamp_min(1).pow(2 / 3), torch.zeros_like(faces))
+
+
 def build_network(
     num_input_channels: int,
     head_sizes: Sequence[int],
     dropout: float = 0.5,
     normalization: str = "batch",
     num_roi_classes: int = 0,
+    *,
     fine_roi_features: bool = False,
+    roi_descriptors: bool = False,
     standardize_features: bool = False,
 ) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
     network = I3DClassifier(
-        num_input_channels, head_sizes, dropout, normalization, num_roi_classes, fine_roi_features, standardize_features
+        num_input_channels,
+        head_sizes,
+        dropout,
+        normalization,
+        num_roi_classes,
+        fine_roi_features=fine_roi_features,
+        roi_descriptors=roi_descriptors,
+        standardize_features=standardize_features,
     )
     logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
@@ -320,12 +346,14 @@ def build_network(
 
 def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
     """The network a task's plans and a training recipe (as saved in checkpoints) call for."""
+    roi_pooling = bool(recipe["roi_pooling"]) and plans.num_roi_classes >= 2
     return build_network(
         plans.num_modalities + 1,
         plans.head_sizes,
         recipe["dropout"],
         recipe["normalization"],
         plans.num_roi_classes if recipe["roi_pooling"] else 0,
-        bool(recipe.get("fine_roi_features", False)) and recipe["roi_pooling"] and plans.num_roi_classes >= 2,
-        bool(recipe.get("standardize_features", False)),
+        fine_roi_features=roi_pooling and bool(recipe.get("fine_roi_features", False)),
+        roi_descriptors=roi_pooling and bool(recipe.get("roi_descriptors", False)),
+        standardize_features=bool(recipe.get("standardize_features", False)),
     )

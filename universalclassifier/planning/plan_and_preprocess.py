@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def preprocess_and_save(
     image_files: list[Path],
     roi_file: Path | None,
     plans: Plans,
-    targets: dict,
+    targets: dict[str, int],
     out_folder: Path,
     limits: InputLimits = InputLimits(),
 ) -> str:
@@ -40,9 +41,9 @@ def preprocess_and_save(
         case_id, image_files, roi_file, plans,
         max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
     )
-    properties["classification_targets"] = targets
+    properties = replace(properties, classification_targets=targets)
     np.save(out_folder / f"{case_id}.npy", array)
-    (out_folder / f"{case_id}.json").write_text(json.dumps(properties, indent=2) + "\n")
+    (out_folder / f"{case_id}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
     return case_id
 
 
@@ -114,7 +115,7 @@ def plan_and_preprocess(
         )
     )
     fingerprint = dataset_fingerprint(case_fingerprints, description.modalities, ct_channels)
-    write_json_atomic(paths.preprocessed / FINGERPRINT_FILENAME, fingerprint)
+    write_json_atomic(paths.preprocessed / FINGERPRINT_FILENAME, fingerprint.to_dict())
     _write_effective_dataset_json(validated, paths, roi_files)
 
     plans = plan_experiment(paths.task_name, description, fingerprint, validated.uses_roi)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from copy import deepcopy
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from universalclassifier.dataset.dataset_json import DatasetDescription
+from universalclassifier.planning.fingerprint import DatasetFingerprint
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.normalization import ZSCORE, scheme_for_modality
 
@@ -80,24 +82,24 @@ def plan_batch_size(image_size: Sequence[int], shrunk: bool, num_cases: int, bud
 
 
 def plan_experiment(
-    task_name: str, description: DatasetDescription, fingerprint: dict, uses_roi: bool
+    task_name: str, description: DatasetDescription, fingerprint: DatasetFingerprint, uses_roi: bool
 ) -> Plans:
     """Turn a dataset fingerprint into plans."""
-    cases = fingerprint["cases"]
-    sizes = np.array([c["size_after_cropping"] for c in cases], dtype=float)
-    spacings = np.array([c["spacing"] for c in cases], dtype=float)
+    cases = fingerprint.cases
+    sizes = np.array([c.size_after_cropping for c in cases], dtype=float)
+    spacings = np.array([c.spacing for c in cases], dtype=float)
     target = plan_target_spacing(spacings, sizes)
     forward, backward = plan_transpose(target)
     image_size, target_spacing, shrunk = plan_image_size(sizes[:, forward], spacings[:, forward], target[forward])
     schemes = [scheme_for_modality(m) for m in description.modalities]
-    use_mask = fingerprint["median_size_reduction"] < MASK_SIZE_REDUCTION_THRESHOLD
+    use_mask = fingerprint.median_size_reduction < MASK_SIZE_REDUCTION_THRESHOLD
     num_roi_classes = len(description.roi_labels) if uses_roi and description.roi_labels else 2
     return Plans(
         task_name=task_name,
         modalities=list(description.modalities),
         normalization_schemes=schemes,
         use_mask_for_norm=[use_mask and scheme == ZSCORE for scheme in schemes],
-        intensity_properties=fingerprint["intensity_properties"],
+        intensity_properties=deepcopy(fingerprint.intensity_properties),
         transpose_forward=forward,
         transpose_backward=backward,
         target_spacing=target_spacing,
@@ -106,6 +108,6 @@ def plan_experiment(
         do_dummy_2D_data_aug=max(image_size) / image_size[0] > ANISOTROPY_FACTOR,
         num_roi_classes=num_roi_classes,
         uses_roi=uses_roi,
-        classification_labels=[head.to_dict() for head in description.classification_labels],
+        classification_labels=list(description.classification_labels),
         num_training_cases=len(cases),
     )

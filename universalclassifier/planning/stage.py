@@ -23,6 +23,7 @@ from universalclassifier.atomic import write_json_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.plans import Plans
+from universalclassifier.preprocessing.case_properties import CaseProperties
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,14 @@ def _case_problems(stage: Path, case_id: str, shape: list[int], head_names: Sequ
     if found != shape:
         return [f"case {case_id}: {array_file.name} has shape {found}, the plans expect {shape}"], {}
     try:
-        targets = json.loads(properties_file.read_text())["classification_targets"]
+        properties = CaseProperties.from_dict(json.loads(properties_file.read_text()), str(properties_file))
+        targets = properties.classification_targets or {}
         return [], {head: int(targets[head]) for head in head_names}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        return [f"case {case_id}: {properties_file.name} holds no classification target for every head ({exc!r})"], {}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # UserInputError is a ValueError
+        return [
+            f"case {case_id}: {properties_file.name} is damaged or holds no classification target for every head "
+            f"({exc!r})"
+        ], {}
 
 
 def read_preprocessed_targets(paths: TaskPaths, plans: Plans) -> dict[str, list[int]]:

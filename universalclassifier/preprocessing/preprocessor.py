@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from universalclassifier.checks import checked_int
 from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, compare_geometry, read_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
+from universalclassifier.preprocessing.case_properties import CaseProperties
 from universalclassifier.preprocessing.cropping import BoundingBox, crop_case
 from universalclassifier.preprocessing.normalization import normalize
 from universalclassifier.preprocessing.padding import center_pad_or_crop
@@ -33,6 +35,10 @@ class InputLimits:
 
     max_input_voxels: int = MAX_INPUT_VOXELS
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
+
+    def __post_init__(self) -> None:
+        checked_int(self.max_input_voxels, "max_input_voxels", 1, UserInputError)
+        checked_int(self.max_resampled_voxels, "max_resampled_voxels", 1, UserInputError)
 
 
 @dataclass
@@ -140,13 +146,14 @@ def preprocess_case(
     *,
     max_input_voxels: int = MAX_INPUT_VOXELS,
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, CaseProperties]:
     """Preprocess one case with a plan: crop, transpose, resample, normalize, fit to the image size.
 
     Returns a float32 array (modalities + 1, *image_size) whose last channel is the ROI label map (-1 outside
-    the body), and the case's properties as a JSON-ready dict. Refused with a UserInputError before the costly
-    step: input files with more than `max_input_voxels` voxels (from the header), ROI values that are not the
-    plans' labels 0..num_roi_classes-1, and a cropped case that would resample to more than `max_resampled_voxels`.
+    the body), and the case's properties (without classification targets). Refused with a UserInputError before
+    the costly step: input files with more than `max_input_voxels` voxels (from the header), ROI values that are not
+    the plans' labels 0..num_roi_classes-1, and a cropped case that would resample to more than
+    `max_resampled_voxels`.
     """
     if len(image_files) != plans.num_modalities:
         raise UserInputError(
@@ -192,21 +199,21 @@ def preprocess_case(
             list(new_shape),
             plans.image_size,
         )
-    properties = {
-        "case_id": case_id,
-        "original_size": list(case.geometry.size),
-        "original_spacing": list(case.geometry.spacing),
-        "origin": list(case.geometry.origin),
-        "direction": list(case.geometry.direction),
-        "nonzero_bbox": case.nonzero_box,
-        "roi_bbox_in_nonzero_crop": case.roi_box,
-        "size_after_cropping": list(case.roi.shape),
-        "spacing_after_resampling": list(plans.target_spacing),
-        "size_after_resampling": list(new_shape),
-        "separate_z_axis": separate_axis,
-        "pad_offsets": offsets,
-        "roi_classes_present": sorted(int(v) for v in np.unique(case.roi) if v > 0),
-    }
+    properties = CaseProperties(
+        case_id=case_id,
+        original_size=list(case.geometry.size),
+        original_spacing=list(case.geometry.spacing),
+        origin=list(case.geometry.origin),
+        direction=list(case.geometry.direction),
+        nonzero_bbox=case.nonzero_box,
+        roi_bbox_in_nonzero_crop=case.roi_box,
+        size_after_cropping=list(case.roi.shape),
+        spacing_after_resampling=list(plans.target_spacing),
+        size_after_resampling=list(new_shape),
+        separate_z_axis=separate_axis,
+        pad_offsets=offsets,
+        roi_classes_present=sorted(int(v) for v in np.unique(case.roi) if v > 0),
+    )
     return np.ascontiguousarray(stacked, dtype=np.float32), properties
 
 

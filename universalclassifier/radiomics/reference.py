@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
-from universalclassifier.dataset.dataset_json import ClassificationLabel
+from universalclassifier.checks import checked_int
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.metrics import summarize_heads
 from universalclassifier.evaluation.summarize import REFERENCE_LABEL
+from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.parallel import map_with_progress
-from universalclassifier.paths import TaskPaths
+from universalclassifier.paths import ArtifactLayout, TaskPaths, fold_folder_name
 from universalclassifier.radiomics.features import case_features, feature_settings, require_mirp
 from universalclassifier.radiomics.model import fit_reference, predict_reference
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
@@ -156,40 +157,6 @@ def cached_feature_table(
     return table
 
 
-def _write_fold(
-    folder: Path,
-    fold: int,
-    case_ids: list[str],
-    heads: Sequence[ClassificationLabel],
-    targets: Mapping[str, list[int]],
-    probabilities: Mapping[str, np.ndarray],
-) -> dict:
-    """validation/predictions.json, predictions.csv and summary.json of one fold, as the deep trainer writes them."""
-    validation = folder / f"fold_{fold}" / "validation"
-    names = [head.name for head in heads]
-    per_case = {
-        case_id: {
-            name: {"target": targets[name][n], "probabilities": probabilities[name][n].astype(float).tolist()}
-            for name in names
-        }
-        for n, case_id in enumerate(case_ids)
-    }
-    write_json_atomic(validation / "predictions.json", per_case)
-    header = ["case_id"]
-    for head in heads:
-        header += [f"{head.name}_target"] + [f"{head.name}_p{v}" for v in range(head.num_values)]
-    rows = [header]
-    for n, case_id in enumerate(case_ids):
-        row: list = [case_id]
-        for name in names:
-            row += [targets[name][n]] + [f"{p:.6f}" for p in probabilities[name][n]]
-        rows.append(row)
-    write_atomic(validation / "predictions.csv", lambda handle: csv.writer(handle).writerows(rows))
-    summary = summarize_heads(names, [head.num_values for head in heads], targets, probabilities)
-    write_json_atomic(validation / "summary.json", {"fold": str(fold), "heads": summary})
-    return summary
-
-
 def _format_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -209,8 +176,7 @@ def run_radiomics_reference(
     cases and predicts its validation cases. Returns the pooled out-of-fold summary written to radiomics_summary.json.
     """
     require_mirp()
-    if num_workers < 1:
-        raise UserInputError(f"--num_workers must be at least 1 (got {num_workers}).")
+    checked_int(num_workers, "--num_workers", 1, UserInputError)
     paths = TaskPaths.find(data_root, task)
     logger.info("Radiomics reference of %s from %s", paths.task_name, paths.raw)
     validated = validate_task(paths.raw, num_workers, show_progress)
@@ -238,8 +204,9 @@ def run_radiomics_reference(
         val_targets = {name: [targets_of[c][name] for c in val] for name in num_values}
         models = fit_reference(table.rows(train), train_targets, num_values, seed)
         probabilities = predict_reference(models, table.rows(val))
-        summary = _write_fold(out, fold, val, heads, val_targets, probabilities)
-        chosen_c[f"fold_{fold}"] = {name: model.c for name, model in models.items()}
+        validation = ArtifactLayout(out).validation_folder(fold)
+        summary = write_validation_files(validation, val, num_values, val_targets, probabilities, {"fold": str(fold)})
+        chosen_c[fold_folder_name(fold)] = {name: model.c for name, model in models.items()}
         logger.info(
             "Fold %d: %d training, %d validation cases; %s",
             fold, len(train), len(val),
@@ -258,7 +225,7 @@ def run_radiomics_reference(
     result = {
         "task": paths.task_name,
         "model": REFERENCE_LABEL,
-        "folds": [f"fold_{fold}" for fold in chosen],
+        "folds": [fold_folder_name(fold) for fold in chosen],
         "num_cases": len(pooled_ids),
         "num_features": len(table.columns),
         "features": feature_settings(),

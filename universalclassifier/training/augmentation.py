@@ -34,6 +34,7 @@ from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, G
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
+from universalclassifier.checks import checked_int
 from universalclassifier.parallel import exit_when_parent_dies
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import roi_to_unit_interval
@@ -117,9 +118,7 @@ class RoiToChannel(AbstractTransform):
     """
 
     def __init__(self, num_roi_classes: int) -> None:
-        if num_roi_classes < 1:
-            raise ValueError(f"num_roi_classes must be >= 1, got {num_roi_classes}.")
-        self.num_roi_classes = num_roi_classes
+        self.num_roi_classes = checked_int(num_roi_classes, "num_roi_classes", 1)
 
     def __call__(self, **data_dict: Any) -> dict:
         roi = roi_to_unit_interval(np.asarray(data_dict.pop("seg")), self.num_roi_classes)
@@ -299,8 +298,7 @@ def make_batch_generator(
     with 0 they are made in this process after seeding the global `np.random` with `seed`. Batches are pinned in
     memory when CUDA is available.
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
-        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
+    checked_int(num_workers, "num_workers", 0)
     weights = class_balanced_weights(np.asarray(targets)[:, 0]) if balanced_sampling else None
     loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights)
     transforms = training_transforms(plans, augmentation) if train else validation_transforms(plans)

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 
+from universalclassifier.checks import checked_int
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,8 +35,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
         files = [Path(f) for f in array_files]
         if not files:
             raise ValueError("CaseBatchLoader needs at least one case; got no array files.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        checked_int(batch_size, "batch_size", 1)
         targets = np.asarray(targets)
         if targets.ndim != 2:
             raise ValueError(

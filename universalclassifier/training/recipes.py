@@ -18,10 +18,13 @@ from universalclassifier.paths import TRAINER
 class Recipe:
     """How a fold is trained. See README "Training recipe" for the measurements behind the defaults."""
 
-    optimizer: str  # "sgd" (Nesterov) or "adamw"
+    optimizer: str  # the backbone's: "sgd" (Nesterov) or "adamw"
     learning_rate: float
+    head_optimizer: str  # the heads' own optimizer: "sgd" or "adamw"
     head_learning_rate_factor: float  # the heads train at this multiple of the backbone's learning rate
-    momentum: float  # SGD only
+    head_weight_decay: float
+    backbone_frozen_fraction: float  # the first such fraction of the epochs trains the heads only (1: never the rest)
+    momentum: float  # SGD only (backbone or heads)
     weight_decay: float
     warmup_epochs: int  # linear warm-up from lr/10 over these epochs, then the decay
     schedule: str  # "poly" (exponent 0.9) or "cosine"
@@ -29,7 +32,8 @@ class Recipe:
     normalization: str  # "batch" or "group" (network layers)
     dropout: float  # before the heads
     roi_pooling: bool  # heads also see early features averaged inside each ROI label (see network/i3d.py)
-    fine_roi_features: bool  # with roi_pooling: a full-resolution ROI branch and input statistics per label
+    fine_roi_features: bool  # with roi_pooling: a learned full-resolution ROI branch, pooled per label
+    roi_descriptors: bool  # with roi_pooling: input mean and SD, size and outline per ROI label (no learned layers)
     standardize_features: bool  # batch-normalize (no affine) the features the heads read
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults), "light" (spatial, mirroring, intensity) or "mirror"
@@ -39,6 +43,7 @@ class Recipe:
         """Refuse unknown choices and out-of-range numbers."""
         choices = {
             "optimizer": ("sgd", "adamw"),
+            "head_optimizer": ("sgd", "adamw"),
             "schedule": ("poly", "cosine"),
             "normalization": ("batch", "group"),
             "augmentation": ("nnunet", "light", "mirror"),
@@ -47,9 +52,10 @@ class Recipe:
             if getattr(self, name) not in allowed:
                 raise UserInputError(f"Recipe {name} must be one of {allowed}, got {getattr(self, name)!r}.")
         positive = self.learning_rate > 0 and self.head_learning_rate_factor > 0
-        if not (positive and 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1):
+        fractions = 0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1 and 0 <= self.backbone_frozen_fraction <= 1
+        if not (positive and fractions):
             raise UserInputError(f"Recipe numbers out of range: {self}.")
-        if self.warmup_epochs < 0 or self.gradient_clip <= 0:
+        if self.warmup_epochs < 0 or self.gradient_clip <= 0 or self.weight_decay < 0 or self.head_weight_decay < 0:
             raise UserInputError(f"Recipe numbers out of range: {self}.")
 
     def learning_rate_at(self, epoch: int, max_epochs: int) -> float:
@@ -62,6 +68,10 @@ class Recipe:
             return self.learning_rate * (1 - progress) ** 0.9
         return self.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
+    def backbone_frozen_at(self, epoch: int, max_epochs: int) -> bool:
+        """Whether only the heads (not the backbone, ROI branch or normalization layers) learn in this epoch."""
+        return epoch < round(self.backbone_frozen_fraction * max_epochs)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -70,7 +80,10 @@ class Recipe:
 AUC23 = Recipe(
     optimizer="sgd",
     learning_rate=1e-2,
+    head_optimizer="sgd",
     head_learning_rate_factor=1.0,
+    head_weight_decay=3e-5,
+    backbone_frozen_fraction=0.0,
     momentum=0.99,
     weight_decay=3e-5,
     warmup_epochs=0,
@@ -80,18 +93,24 @@ AUC23 = Recipe(
     dropout=0.5,
     roi_pooling=False,
     fine_roi_features=False,
+    roi_descriptors=False,
     standardize_features=False,
     label_smoothing=0.0,
     augmentation="nnunet",
     balanced_sampling=False,
 )
 
-# The default: what won on the quality suite (benchmarks/bench_quality.py; README "Training recipe").
+# The default: what won on the quality suite (benchmarks/bench_quality.py; README "Training recipe"). The heads
+# first learn alone on the random backbone's features and the ROI descriptors (SGD, features standardized in
+# equal-variance groups); the backbone joins for the second half of the epochs with AdamW at a low learning rate.
 DEFAULT = Recipe(
     optimizer="adamw",
     learning_rate=1e-4,
-    head_learning_rate_factor=1.0,
-    momentum=0.0,
+    head_optimizer="sgd",
+    head_learning_rate_factor=1000.0,
+    head_weight_decay=0.0,
+    backbone_frozen_fraction=0.5,
+    momentum=0.9,
     weight_decay=0.05,
     warmup_epochs=3,
     schedule="cosine",
@@ -100,7 +119,8 @@ DEFAULT = Recipe(
     dropout=0.3,
     roi_pooling=True,
     fine_roi_features=False,
-    standardize_features=False,
+    roi_descriptors=True,
+    standardize_features=True,
     label_smoothing=0.0,
     augmentation="light",
     balanced_sampling=True,

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER, TaskPaths
@@ -44,32 +45,32 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max_num_epochs",
-        type=int,
+        type=int_at_least(1),
         default=defaults.max_num_epochs,
         help=f"epochs (default {defaults.max_num_epochs})",
     )
     parser.add_argument(
         "--num_batches_per_epoch",
-        type=int,
+        type=int_at_least(1),
         default=defaults.num_batches_per_epoch,
         help=f"training batches per epoch (default {defaults.num_batches_per_epoch})",
     )
     parser.add_argument(
         "--num_val_batches_per_epoch",
-        type=int,
+        type=int_at_least(1),
         default=defaults.num_val_batches_per_epoch,
         help=f"validation batches per epoch (default {defaults.num_val_batches_per_epoch})",
     )
     parser.add_argument(
         "--num_workers",
-        type=int,
+        type=int_at_least(0),
         default=defaults.num_workers,
         help=f"augmentation worker processes (default: CPU count capped at 8, here {defaults.num_workers})",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     parser.add_argument(
         "--save_every",
-        type=int,
+        type=int_at_least(1),
         default=defaults.save_every,
         help=f"write model_latest every N epochs (default {defaults.save_every})",
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -19,24 +18,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
-from universalclassifier.atomic import write_atomic, write_json_atomic
+from universalclassifier.checks import checked_int
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.metrics import macro_auc, plot_roc_curves, summarize_heads
-from universalclassifier.network.i3d import I3DClassifier, network_for
-from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, TaskPaths
+from universalclassifier.evaluation.metrics import macro_auc, plot_roc_curves
+from universalclassifier.evaluation.validation_files import write_validation_files
+from universalclassifier.network.i3d import network_for
+from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, ArtifactLayout, TaskPaths, fold_folder_name
 from universalclassifier.planning.stage import read_preprocessed_targets, rerun_command
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
+from universalclassifier.training.optimization import Optimizers
 from universalclassifier.training.progress import plot_progress
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
+from universalclassifier.training.training_log import TrainingLog, TrainResult, ValidationResult
 
 logger = logging.getLogger(__name__)
 
-MOVING_AVERAGE_ALPHA = 0.9
-LATEST, BEST, FINAL = "model_latest.model", "model_best.model", "model_final_checkpoint.model"
 
 
 def default_num_workers() -> int:
@@ -59,15 +59,8 @@ class TrainingOptions:
 
     def check(self) -> None:
         for name in ("max_num_epochs", "num_batches_per_epoch", "num_val_batches_per_epoch", "save_every"):
-            if getattr(self, name) < 1:
-                raise UserInputError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
-        if self.num_workers < 0:
-            raise UserInputError(f"--num_workers must be 0 or more (got {self.num_workers}).")
-
-
-def fold_folder_name(fold: int | str) -> str:
-    """`fold_0` ... `fold_4`, or `all`."""
-    return "all" if str(fold) == "all" else f"fold_{int(fold)}"
+            checked_int(getattr(self, name), f"--{name}", 1, UserInputError)
+        checked_int(self.num_workers, "--num_workers", 0, UserInputError)
 
 
 def _format_auc(value: float | None) -> str:
@@ -83,30 +76,6 @@ def summed_cross_entropy(
         for i, logits in enumerate(outputs)
     ]
     return torch.stack(losses).sum()
-
-
-def make_optimizer(recipe: Recipe, network: I3DClassifier) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW, as the recipe says, with the heads in their own parameter group.
-
-    Each group carries an "lr_factor" (1 for the backbone, the recipe's head factor for the heads); the learning
-    rate itself is set every epoch by `set_learning_rate`.
-    """
-    head_ids = {id(p) for p in network.heads.parameters()}
-    groups = [
-        {"params": [p for p in network.parameters() if id(p) not in head_ids], "lr_factor": 1.0},
-        {"params": list(network.heads.parameters()), "lr_factor": recipe.head_learning_rate_factor},
-    ]
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=True
-        )
-    return torch.optim.AdamW(groups, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
-    """Set every parameter group's learning rate to `learning_rate` times the group's "lr_factor"."""
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate * group["lr_factor"]
 
 
 class ClassifierTrainer:
@@ -131,7 +100,8 @@ class ClassifierTrainer:
         self.options = options
         self.context = context or DistributedContext()
         self.plans = self._load_plans()
-        self.output_folder = paths.trainer_folder(plans_identifier, trainer_name) / fold_folder_name(fold)
+        self.layout = ArtifactLayout(paths.trainer_folder(plans_identifier, trainer_name))
+        self.output_folder = self.layout.fold_folder(fold)
         self.plans_identifier = plans_identifier
         if torch.cuda.is_available():
             self.device = torch.device("cuda", self.context.local_rank)
@@ -150,13 +120,10 @@ class ClassifierTrainer:
             if self.context.enabled
             else self.network
         )
-        self.optimizer = make_optimizer(self.recipe, self.network)
+        self.optimizers = Optimizers(self.recipe, self.network)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
-        self.log: dict = {
-            "train_loss": [], "val_loss": [], "val_loss_ma": [], "lr": [], "epoch_seconds": [],
-            "train_seconds": [], "data_wait_seconds": [], "val_auc": {head: [] for head in self.plans.head_names},
-        }
+        self.log = TrainingLog.for_heads(self.plans.head_names)
         self.best_val_loss_ma = math.inf
         self.best_epoch: int | None = None
         self.max_weight_difference: float | None = None
@@ -225,7 +192,7 @@ class ClassifierTrainer:
             "options": asdict(self.options),
             "best_val_loss_ma": None if math.isinf(self.best_val_loss_ma) else self.best_val_loss_ma,
             "best_epoch": self.best_epoch,
-            "log": self.log,
+            "log": self.log.to_dict(),
         }
 
     def save(self, name: str, with_optimizer: bool) -> None:
@@ -234,7 +201,7 @@ class ClassifierTrainer:
             return
         tensors = {"network": self.network.state_dict()}
         if with_optimizer:
-            tensors["optimizer"] = self.optimizer.state_dict()
+            tensors["optimizer"] = self.optimizers.state_dict()
             tensors["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(self.output_folder / name, tensors, self._metadata())
 
@@ -253,10 +220,10 @@ class ClassifierTrainer:
         self.network.load_state_dict(tensors["network"])
         self.epoch = int(metadata["epoch"])
         if with_optimizer:
-            self.optimizer.load_state_dict(tensors["optimizer"])
+            self.optimizers.load_state_dict(tensors["optimizer"], str(path))
             if tensors.get("grad_scaler"):
                 self.scaler.load_state_dict(tensors["grad_scaler"])
-            self.log = metadata["log"]
+            self.log = TrainingLog.from_dict(metadata["log"], str(path))
             self.best_epoch = metadata["best_epoch"]
             best = metadata["best_val_loss_ma"]
             self.best_val_loss_ma = math.inf if best is None else float(best)
@@ -265,7 +232,7 @@ class ClassifierTrainer:
     def _stored_plans_hash(self) -> str | None:
         """Hash of the trainer folder's plans.json, or None when it is missing or unreadable."""
         try:
-            return Plans.load(self.output_folder.parent / "plans.json").content_hash()
+            return Plans.load(self.layout.plans_file).content_hash()
         except UserInputError:
             return None
 
@@ -294,13 +261,13 @@ class ClassifierTrainer:
             for folder in sorted(other_folds)
             if any(
                 self._checkpoint_plans_hash(folder / name, stored) != current
-                for name in (FINAL, LATEST, BEST)
+                for name in (ArtifactLayout.FINAL, ArtifactLayout.LATEST, ArtifactLayout.BEST)
                 if (folder / name).is_file()
             )
         ]
         if conflicting:
             raise UserInputError(
-                f"{trainer_folder / 'plans.json'} differs from the current plans {self.paths.plans_file}, and "
+                f"{self.layout.plans_file} differs from the current plans {self.paths.plans_file}, and "
                 f"{', '.join(conflicting)} there were trained with the old plans: training {self.output_folder.name} "
                 "with the new plans would mix two preprocessings in one ensemble. Move that trainer folder away and "
                 "train every fold again, or re-run plan & preprocess on the data the old folds were trained with."
@@ -310,13 +277,15 @@ class ClassifierTrainer:
     def _train_step(self, batch: dict) -> float:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizers.zero_grad()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             loss = summed_cross_entropy(self.model(data), target, self.recipe.label_smoothing)
         self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
+        for optimizer in self.optimizers.all:
+            self.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.recipe.gradient_clip)
-        self.scaler.step(self.optimizer)
+        for optimizer in self.optimizers.all:
+            self.scaler.step(optimizer)
         self.scaler.update()
         return float(loss.detach())
 
@@ -332,10 +301,12 @@ class ClassifierTrainer:
         torch.distributed.all_reduce(tensor)
         return float(tensor.item()) / self.context.world_size
 
-    def _run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
+    def train_epoch(self, batches: Iterator[dict]) -> TrainResult:
+        """Hook: set this epoch's learning rates and take `num_batches_per_epoch` optimizer steps."""
         start = time.perf_counter()
-        lr = self.recipe.learning_rate_at(self.epoch, self.options.max_num_epochs)
-        set_learning_rate(self.optimizer, lr)
+        learning_rate = self.recipe.learning_rate_at(self.epoch, self.options.max_num_epochs)
+        frozen = self.recipe.backbone_frozen_at(self.epoch, self.options.max_num_epochs)
+        self.optimizers.set_learning_rate(learning_rate, frozen)
         self.model.train()
         losses, waited = [], 0.0
         steps = tqdm(
@@ -346,62 +317,69 @@ class ClassifierTrainer:
         )
         for _ in steps:
             fetch = time.perf_counter()
-            batch = next(train_batches)
+            batch = next(batches)
             waited += time.perf_counter() - fetch
             losses.append(self._train_step(batch))
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
-        train_seconds = time.perf_counter() - start
+        loss = self._mean_over_ranks(float(np.mean(losses)))
+        return TrainResult(loss, learning_rate, frozen, time.perf_counter() - start, waited)
+
+    def validate_epoch(self, batches: Iterator[dict]) -> ValidationResult:
+        """Hook: loss and per-head AUC of the network in evaluation mode on `num_val_batches_per_epoch` batches."""
         self.network.eval()
-        val_losses: list[float] = []
+        losses: list[float] = []
         probabilities: list[list[np.ndarray]] = [[] for _ in self.plans.head_names]
         targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
-            batch = next(val_batches)
+            batch = next(batches)
             outputs = self._predict_batch(batch["data"])
-            target = batch["target"].to(self.device)
-            val_losses.append(float(summed_cross_entropy(outputs, target)))
+            losses.append(float(summed_cross_entropy(outputs, batch["target"].to(self.device))))
             for i, logits in enumerate(outputs):
                 probabilities[i].append(torch.softmax(logits, dim=1).cpu().numpy())
             targets.append(batch["target"].numpy())
         all_targets = np.concatenate(targets)
-        train_loss = self._mean_over_ranks(float(np.mean(losses)))
-        val_loss = self._mean_over_ranks(float(np.mean(val_losses)))
-        previous = self.log["val_loss_ma"][-1] if self.log["val_loss_ma"] else val_loss
-        moving_average = MOVING_AVERAGE_ALPHA * previous + (1 - MOVING_AVERAGE_ALPHA) * val_loss
-        self.log["train_loss"].append(train_loss)
-        self.log["val_loss"].append(val_loss)
-        self.log["val_loss_ma"].append(moving_average)
-        self.log["lr"].append(lr)
-        for i, head in enumerate(self.plans.head_names):
-            self.log["val_auc"][head].append(macro_auc(all_targets[:, i], np.concatenate(probabilities[i])))
-        self.log["train_seconds"].append(train_seconds)
-        self.log["data_wait_seconds"].append(waited)
+        aucs = {
+            head: macro_auc(all_targets[:, i], np.concatenate(probabilities[i]))
+            for i, head in enumerate(self.plans.head_names)
+        }
+        return ValidationResult(self._mean_over_ranks(float(np.mean(losses))), aucs)
+
+    def end_epoch(self, train: TrainResult, validation: ValidationResult, epoch_seconds: float) -> None:
+        """Hook: record the epoch in the log, report it, save the best and latest checkpoints and plot progress."""
+        moving_average = self.log.record(train, validation, epoch_seconds)
         self.epoch += 1
-        self.log["epoch_seconds"].append(time.perf_counter() - start)
-        aucs = ", ".join(f"{head} {_format_auc(values[-1])}" for head, values in self.log["val_auc"].items())
+        aucs = ", ".join(f"{head} {_format_auc(auc)}" for head, auc in validation.aucs.items())
         logger.info(
-            "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f, %.1f s "
+            "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f%s, %.1f s "
             "(waiting for data %.1f s)",
-            self.epoch, self.options.max_num_epochs, train_loss, val_loss, moving_average, aucs, lr,
-            self.log["epoch_seconds"][-1], waited,
+            self.epoch, self.options.max_num_epochs, train.loss, validation.loss, moving_average, aucs,
+            train.learning_rate, " (heads only)" if train.backbone_frozen else "", epoch_seconds,
+            train.data_wait_seconds,
         )
         if moving_average < self.best_val_loss_ma:
             self.best_val_loss_ma, self.best_epoch = moving_average, self.epoch
-            self.save(BEST, with_optimizer=False)
+            self.save(ArtifactLayout.BEST, with_optimizer=False)
         if self.epoch % self.options.save_every == 0 or self.epoch == self.options.max_num_epochs:
-            self.save(LATEST, with_optimizer=True)
+            self.save(ArtifactLayout.LATEST, with_optimizer=True)
         if self.context.is_main:
             plot_progress(self.log, self.output_folder / "progress.png")
+
+    def run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
+        """One epoch: the train, validate and end-of-epoch hooks in turn."""
+        start = time.perf_counter()
+        train = self.train_epoch(train_batches)
+        validation = self.validate_epoch(val_batches)
+        self.end_epoch(train, validation, time.perf_counter() - start)
 
     def run_training(self, resume: bool = False) -> None:
         """Train until max_num_epochs (continuing from model_latest with `resume`), then validate the fold."""
         self._check_trainer_folder_plans()
         if resume:
-            self.load(LATEST, with_optimizer=True)
+            self.load(ArtifactLayout.LATEST, with_optimizer=True)
         if self.context.is_main:
             self.output_folder.mkdir(parents=True, exist_ok=True)
             if self._stored_plans_hash() != self.plans.content_hash():
-                self.plans.save(self.output_folder.parent / "plans.json")
+                self.plans.save(self.layout.plans_file)
         logger.info(
             "Training %s fold %s on %s (%s) for epochs %d..%d, %d batches of %d per epoch, %d worker(s), "
             "%d process(es)",
@@ -413,7 +391,7 @@ class ClassifierTrainer:
         val_batches = self._batches(self.val_ids, train=False)
         try:
             while self.epoch < self.options.max_num_epochs:
-                self._run_epoch(train_batches, val_batches)
+                self.run_epoch(train_batches, val_batches)
         finally:
             train_batches.shutdown()
             val_batches.shutdown()
@@ -422,7 +400,7 @@ class ClassifierTrainer:
             raise RuntimeError(
                 f"Weights differ across the {self.context.world_size} processes by up to {self.max_weight_difference}."
             )
-        self.save(FINAL, with_optimizer=False)
+        self.save(ArtifactLayout.FINAL, with_optimizer=False)
         if self.context.is_main:
             self.validate()
 
@@ -440,11 +418,11 @@ class ClassifierTrainer:
         targets = {
             head: [self.case_targets[c][i] for c in self.val_ids] for i, head in enumerate(self.plans.head_names)
         }
-        summary = summarize_heads(self.plans.head_names, self.plans.head_sizes, targets, stacked)
-        folder = self.output_folder / "validation"
-        folder.mkdir(parents=True, exist_ok=True)
-        self._write_predictions(folder, stacked, targets)
-        write_json_atomic(folder / "summary.json", {"fold": str(self.fold), "epoch": self.epoch, "heads": summary})
+        folder = self.layout.validation_folder(self.fold)
+        head_sizes = dict(zip(self.plans.head_names, self.plans.head_sizes, strict=True))
+        summary = write_validation_files(
+            folder, self.val_ids, head_sizes, targets, stacked, {"fold": str(self.fold), "epoch": self.epoch}
+        )
         for head in self.plans.head_names:
             plot_roc_curves(
                 targets[head],
@@ -459,29 +437,7 @@ class ClassifierTrainer:
         )
         return summary
 
-    def _write_predictions(
-        self, folder: Path, probabilities: dict[str, np.ndarray], targets: dict[str, list[int]]
-    ) -> None:
-        per_case = {
-            case_id: {
-                head: {"target": targets[head][n], "probabilities": probabilities[head][n].astype(float).tolist()}
-                for head in self.plans.head_names
-            }
-            for n, case_id in enumerate(self.val_ids)
-        }
-        write_json_atomic(folder / "predictions.json", per_case)
-        header = ["case_id"]
-        for head, size in zip(self.plans.head_names, self.plans.head_sizes, strict=True):
-            header += [f"{head}_target"] + [f"{head}_p{v}" for v in range(size)]
-        rows = []
-        for n, case_id in enumerate(self.val_ids):
-            row: list = [case_id]
-            for head in self.plans.head_names:
-                row += [targets[head][n]] + [f"{p:.6f}" for p in probabilities[head][n]]
-            rows.append(row)
-        write_atomic(folder / "predictions.csv", lambda handle: csv.writer(handle).writerows([header, *rows]))
-
     def validation_only(self) -> dict:
         """Recompute validation/ from the final checkpoint."""
-        self.load(FINAL, with_optimizer=False)
+        self.load(ArtifactLayout.FINAL, with_optimizer=False)
         return self.validate()

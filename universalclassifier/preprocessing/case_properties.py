@@ -1,0 +1,73 @@
+"""The properties of one preprocessed case: its geometry and what cropping, resampling and padding did to it.
+
+Plan-and-preprocess stores them beside each training array as CASE.json (with the case's classification targets);
+training reads the targets back from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from universalclassifier.errors import UserInputError
+from universalclassifier.preprocessing.cropping import BoundingBox
+
+TARGETS_KEY = "classification_targets"
+
+
+def require_keys(raw: object, keys: list[str], source: str) -> dict:
+    """`raw` if it is a JSON object holding every one of `keys`, else a UserInputError naming `source`."""
+    if not isinstance(raw, dict):
+        raise UserInputError(
+            f"{source} must be a JSON object; it was not written by this tool or is damaged: re-run plan & preprocess."
+        )
+    missing = [key for key in keys if key not in raw]
+    if missing:
+        raise UserInputError(
+            f"{source} lacks the key(s) {missing}; it was not written by this tool or is damaged: re-run plan & "
+            "preprocess."
+        )
+    return raw
+
+
+@dataclass(frozen=True)
+class CaseProperties:
+    """One case as preprocessing saw it; sizes and spacings are per axis, bounding boxes [[start, stop), ...].
+
+    The original and cropped values are in original axis order, the resampled ones in the plans' transposed order.
+    `classification_targets` (head name -> value) is set for training cases only.
+    """
+
+    case_id: str
+    original_size: list[int]
+    original_spacing: list[float]
+    origin: list[float]
+    direction: list[float]
+    nonzero_bbox: BoundingBox
+    roi_bbox_in_nonzero_crop: BoundingBox | None
+    size_after_cropping: list[int]
+    spacing_after_resampling: list[float]
+    size_after_resampling: list[int]
+    separate_z_axis: int | None
+    pad_offsets: list[list[int]]
+    roi_classes_present: list[int]
+    classification_targets: dict[str, int] | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON-ready form CASE.json stores, keys in field order; without targets when there are none."""
+        values = asdict(self)
+        if self.classification_targets is None:
+            del values[TARGETS_KEY]
+        return values
+
+    @classmethod
+    def from_dict(cls, raw: object, source: str) -> CaseProperties:
+        """Read the form `to_dict` writes; a missing key or malformed targets raise a UserInputError naming `source`."""
+        required = [f.name for f in fields(cls) if f.name != TARGETS_KEY]
+        values = require_keys(raw, required, source)
+        targets = values.get(TARGETS_KEY)
+        if targets is not None and not isinstance(targets, dict):
+            raise UserInputError(
+                f"{source}: '{TARGETS_KEY}' must map head names to values; it was not written by this tool or is "
+                "damaged: re-run plan & preprocess."
+            )
+        return cls(**{name: values[name] for name in required}, classification_targets=targets)
