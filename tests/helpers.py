@@ -105,8 +105,8 @@ def make_plans(num_modalities: int, image_size: tuple[int, ...], dummy_2d: bool 
         num_roi_classes=NUM_ROI_CLASSES,
         uses_roi=True,
         classification_labels=[
-            ClassificationLabel(name="malignant", ordinal=False, values=("no", "yes")),
-            ClassificationLabel(name="grade", ordinal=True, values=("1", "2", "3")),
+            ClassificationLabel(name="malignant", type="nominal", values=("no", "yes")),
+            ClassificationLabel(name="grade", type="ordinal", values=("1", "2", "3")),
         ],
         num_training_cases=4,
     )

@@ -58,7 +58,7 @@ def test_loader_copies_the_drawn_cases(cases):
         batch = loader.generate_train_batch()
         assert batch["data"].dtype == np.float32 and batch["data"].shape == (6, plans.num_modalities, *plans.image_size)
         assert batch["seg"].dtype == np.float32 and batch["seg"].shape == (6, 1, *plans.image_size)
-        assert batch["target"].dtype == np.int64 and batch["target"].shape == (6, 2)
+        assert batch["target"].dtype == np.float32 and batch["target"].shape == (6, 2)
         for b, key in enumerate(batch["keys"]):
             array = np.load(files[0].parent / f"{key}.npy")
             np.testing.assert_array_equal(batch["data"][b], array[:-1])
@@ -83,7 +83,7 @@ def test_validation_batches_are_the_network_input(cases):
     for batch in draw(make_batch_generator(files, targets, plans, 3, train=False, num_workers=0, seed=0), 4):
         assert batch["data"].dtype == torch.float32
         assert tuple(batch["data"].shape) == (3, plans.num_modalities + 1, *plans.image_size)
-        assert batch["target"].dtype == torch.int64 and tuple(batch["target"].shape) == (3, 2)
+        assert batch["target"].dtype == torch.float32 and tuple(batch["target"].shape) == (3, 2)
         assert "seg" not in batch
         roi = batch["data"][:, -1].numpy()
         assert set(np.unique(roi)) == ROI_CHANNEL_VALUES
@@ -98,7 +98,7 @@ def test_training_batches_are_augmented_and_keep_roi_labels(cases):
     for batch in draw(make_batch_generator(files, targets, plans, 2, train=True, num_workers=0, seed=3), 10):
         assert batch["data"].dtype == torch.float32
         assert tuple(batch["data"].shape) == (2, plans.num_modalities + 1, *plans.image_size)
-        assert batch["target"].dtype == torch.int64 and tuple(batch["target"].shape) == (2, 2)
+        assert batch["target"].dtype == torch.float32 and tuple(batch["target"].shape) == (2, 2)
         roi = batch["data"][:, -1].numpy()
         assert roi.min() >= 0 and roi.max() < 1
         # labels are interpolated as labels (argmax of per-label linear interpolation): no blends appear
@@ -218,8 +218,8 @@ def test_invalid_inputs_are_refused(tmp_path):
         CaseBatchLoader(files, targets, 0)
     with pytest.raises(ValueError, match=r"2D array \(num_cases, num_heads\)"):
         CaseBatchLoader(files, targets[:, 0], 2)
-    with pytest.raises(ValueError, match="integer class indices"):
-        CaseBatchLoader(files, targets.astype(np.float32), 2)
+    with pytest.raises(ValueError, match=r"targets must be numbers \(NaN where unknown\)"):
+        CaseBatchLoader(files, targets.astype(str), 2)
     with pytest.raises(ValueError, match="does not exist"):
         CaseBatchLoader([*files[:2], tmp_path / "missing.npy"], targets, 2)
     np.save(tmp_path / "odd.npy", np.zeros((2, 8, 24, 20), dtype=np.float32))

@@ -27,8 +27,8 @@ from universalclassifier.plans import ClassificationLabel, Plans
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEADS = [
-    ClassificationLabel(name="contrast", ordinal=False, values=("darker", "brighter")),
-    ClassificationLabel(name="size", ordinal=True, values=("small", "medium", "large")),
+    ClassificationLabel(name="contrast", type="nominal", values=("darker", "brighter")),
+    ClassificationLabel(name="size", type="ordinal", values=("small", "medium", "large")),
 ]
 
 
@@ -185,8 +185,10 @@ def test_summarize_cross_validation(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert np.sum(contrast["confusion_matrix"]) == 12
     y, p = _pooled(cases, "size")
     size = summary["heads"]["size"]
-    assert size["auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
-    assert set(size["auc_per_value"]) == {"0", "1", "2"}
+    # an ordinal head: the mean AUC of the thresholds grade >= 1 and grade >= 2
+    thresholds = [roc_auc_score(y >= k, p[:, k:].sum(axis=1)) for k in (1, 2)]
+    assert size["auc"] == pytest.approx(np.mean(thresholds))
+    assert size["auc_per_threshold"] == pytest.approx({">=1": thresholds[0], ">=2": thresholds[1]})
     assert np.asarray(size["confusion_matrix"]).shape == (3, 3)
 
     assert json.loads((tmp_path / "cv_summary.json").read_text()) == summary

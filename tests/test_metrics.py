@@ -8,7 +8,9 @@ import logging
 import numpy as np
 import pytest
 
-from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves, summarize_heads
+from universalclassifier.evaluation.head_summary import summarize_heads
+from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves
+from universalclassifier.plans import ClassificationLabel
 
 LOGGER = "universalclassifier.evaluation.metrics"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -76,14 +78,17 @@ def test_single_class_targets(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_results_are_json_serialisable() -> None:
+    labels = [
+        ClassificationLabel("grade", "nominal", ("1", "2", "3")), ClassificationLabel("present", "nominal", ("n", "y"))
+    ]
     summary = summarize_heads(
-        ["grade", "present"],
-        [3, 2],
-        {"grade": THREE_TARGETS, "present": [0, 1, 0, 1, 1, 1]},
+        labels,
+        {"grade": THREE_TARGETS, "present": [0, 1, 0, None, 1, 1]},
         {"grade": THREE_PROBS, "present": np.full((6, 2), 0.5, dtype=np.float32)},
     )
     assert list(summary) == ["grade", "present"]
-    assert summary["grade"] == head_metrics(THREE_TARGETS, THREE_PROBS, 3)
+    assert summary["grade"] == {"type": "nominal", **head_metrics(THREE_TARGETS, THREE_PROBS, 3), "num_missing": 0}
+    assert summary["present"]["num_cases"] == 5 and summary["present"]["num_missing"] == 1
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
 

@@ -100,7 +100,8 @@ def test_ct_task_plans(ct_run, data_root):
     assert stats["min"] <= stats["percentile_00_5"] < stats["median"] < stats["percentile_99_5"] <= stats["max"]
     assert 60 < stats["mean"] < 120  # the organ (ROI) of the synthetic CT is about 90 HU
     assert [h.name for h in plans.classification_labels] == ["lesion_contrast", "lesion_size"]
-    assert raw_plans["classification_labels"] == HEADS  # stored in their dataset.json form
+    # stored in their dataset.json form, ordinal heads with their type
+    assert raw_plans["classification_labels"] == [HEADS[0], {**HEADS[1], "type": "ordinal"}]
     assert _tree_digest(raw) == before, "the raw task folder must never be modified"
 
 
@@ -266,13 +267,13 @@ def test_plans_store_labels_as_records_in_the_dataset_json_form(tmp_path):
     raw = json.loads(path.read_text())
     assert raw["classification_labels"] == [
         {"name": "malignant", "ordinal": False, "values": {"0": "no", "1": "yes"}},
-        {"name": "grade", "ordinal": True, "values": {"0": "1", "1": "2", "2": "3"}},
+        {"name": "grade", "ordinal": True, "values": {"0": "1", "1": "2", "2": "3"}, "type": "ordinal"},
     ]
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     assert plans.content_hash() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     loaded = Plans.load(path)
     assert loaded == plans and loaded.content_hash() == plans.content_hash()
-    assert loaded.classification_labels[1] == ClassificationLabel(name="grade", ordinal=True, values=("1", "2", "3"))
+    assert loaded.classification_labels[1] == ClassificationLabel(name="grade", type="ordinal", values=("1", "2", "3"))
     assert loaded.head_names == ["malignant", "grade"] and loaded.head_sizes == [2, 3]
 
 

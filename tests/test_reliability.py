@@ -25,7 +25,7 @@ from universalclassifier.inference.predictor import Predictor
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import FINGERPRINT_FILENAME, plan_and_preprocess
 from universalclassifier.planning.stage import COMPLETION_MARKER
-from universalclassifier.plans import Plans
+from universalclassifier.plans import ClassificationLabel, Plans
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.splits import load_or_create_splits
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
@@ -334,7 +334,8 @@ def _cv_summary(paths: TaskPaths) -> Path:
 def _radiomics_fold(paths: TaskPaths) -> Path:
     folder = paths.reference_folder() / "fold_0" / "validation"
     probabilities = {"a": np.array([[0.8, 0.2], [0.3, 0.7]])}
-    write_validation_files(folder, ["x", "y"], {"a": 2}, {"a": [0, 1]}, probabilities, {"fold": "0"})
+    labels = [ClassificationLabel("a", "nominal", ("no", "yes"))]
+    write_validation_files(folder, ["x", "y"], labels, {"a": [0, 1]}, probabilities, {"fold": "0"})
     return folder / "predictions.json"
 
 

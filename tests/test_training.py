@@ -20,7 +20,7 @@ from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
 from universalclassifier.plans import Plans
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.recipes import recipe_for
-from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions, summed_cross_entropy
+from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 from universalclassifier.training.training_log import TrainingLog, TrainResult, ValidationResult
 
 QUICK = [
@@ -47,17 +47,6 @@ def trained(task) -> Path:
 
 def _png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_summed_loss_with_and_without_label_smoothing():
-    logits = [torch.zeros(2, 2), torch.zeros(2, 3)]
-    loss = summed_cross_entropy(logits, torch.tensor([[0, 2], [1, 1]]))
-    assert float(loss) == pytest.approx(np.log(2) + np.log(3))
-    confident = [torch.tensor([[10.0, -10.0]])]
-    target = torch.tensor([[0]])
-    assert float(summed_cross_entropy(confident, target)) == pytest.approx(0, abs=1e-6)
-    # smoothing 0.2 over 2 values: target distribution (0.9, 0.1), so a confident logit pays for the 0.1
-    assert float(summed_cross_entropy(confident, target, 0.2)) == pytest.approx(0.1 * 20, rel=1e-3)
 
 
 def test_training_writes_the_model_folder(task, trained):
@@ -91,7 +80,9 @@ def test_training_writes_the_model_folder(task, trained):
         assert sum(case["lesion_size"]["probabilities"]) == pytest.approx(1, abs=1e-5)
     summary = json.loads((validation / "summary.json").read_text())["heads"]
     assert set(summary["lesion_contrast"]) >= {"auc", "accuracy", "balanced_accuracy", "confusion_matrix"}
-    assert "auc_per_value" in summary["lesion_size"] and len(summary["lesion_size"]["confusion_matrix"]) == 3
+    # lesion_size is ordinal ("ordinal": true): threshold AUCs and the kappa beside the confusion matrix
+    assert summary["lesion_size"]["type"] == "ordinal" and len(summary["lesion_size"]["confusion_matrix"]) == 3
+    assert set(summary["lesion_size"]["auc_per_threshold"]) == {">=1", ">=2"}
     assert sum(map(sum, summary["lesion_contrast"]["confusion_matrix"])) == len(val_ids)
     assert _png(validation / "roc_lesion_contrast.png") and _png(validation / "roc_lesion_size.png")
 
@@ -174,7 +165,7 @@ def test_ddp_with_two_cpu_processes_keeps_weights_identical(task):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
         "-m", "universalclassifier.training.run_training", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5",
-        "all", "--max_num_epochs", "1", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1",
+        "all", "--max_num_epochs", "2", "--num_batches_per_epoch", "2", "--num_val_batches_per_epoch", "1",
         "--num_workers", "0", "--quiet",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
@@ -207,6 +198,8 @@ def test_epoch_hooks_on_fake_batches(task, tmp_path):
     assert np.isfinite(train.loss) and train.seconds >= train.data_wait_seconds >= 0
     changed = {name for name, p in trainer.network.named_parameters() if not torch.equal(before[name], p)}
     assert changed == {name for name in before if name.startswith("heads.")}
+    # no backward pass through the frozen backbone: its parameters never received a gradient
+    assert all((p.grad is None) != name.startswith("heads.") for name, p in trainer.network.named_parameters())
 
     validation = trainer.validate_epoch(batches(2, [[0, 0], [1, 1]]))
     assert not trainer.network.training and np.isfinite(validation.loss)

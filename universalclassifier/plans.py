@@ -13,49 +13,86 @@ from universalclassifier.errors import UserInputError
 FORMAT_VERSION = 1
 
 
+HEAD_TYPES = ("nominal", "ordinal", "regression")
+
+
 @dataclass(frozen=True)
 class ClassificationLabel:
-    """One classification head: its name, whether values are ordered, and the value names (index = value)."""
+    """One head: its name, type and value names (index = value; none for regression).
+
+    Types: "nominal" (unordered values, softmax), "ordinal" (ordered grades, cumulative logits) and "regression" (a
+    float target; `target_mean` and `target_sd` are the training cases' statistics, which the network's output is
+    standardized with).
+    """
 
     name: str
-    ordinal: bool
+    type: str
     values: tuple[str, ...]
+    target_mean: float = 0.0
+    target_sd: float = 1.0
+
+    @property
+    def ordinal(self) -> bool:
+        return self.type == "ordinal"
+
+    @property
+    def is_regression(self) -> bool:
+        return self.type == "regression"
 
     @property
     def num_values(self) -> int:
-        """How many values the head has (its number of network outputs)."""
-        return len(self.values)
+        """How many values the head has; a regression head has one (its prediction)."""
+        return 1 if self.is_regression else len(self.values)
+
+    @property
+    def num_outputs(self) -> int:
+        """The network outputs of the head: one logit per value (nominal), per threshold (ordinal), or one value."""
+        return self.num_values - 1 if self.ordinal else self.num_values
 
     def to_dict(self) -> dict:
-        """The head in its dataset.json form: {"name", "ordinal", "values": {"0": name of value 0, ...}}."""
-        return {
+        """The head in its dataset.json form, plus the target statistics of a regression head.
+
+        A nominal head keeps the form older versions wrote (no "type"), so their plans keep their hash.
+        """
+        result: dict = {
             "name": self.name,
             "ordinal": self.ordinal,
             "values": {str(i): v for i, v in enumerate(self.values)},
         }
+        if self.type != "nominal":
+            result["type"] = self.type
+        if self.is_regression:
+            result.update(target_mean=self.target_mean, target_sd=self.target_sd)
+        return result
 
     @classmethod
     def from_dict(cls, raw: object, source: str) -> ClassificationLabel:
         """Build a head from the form `to_dict` writes; `source` names the entry in the error message."""
+        fix = "it was not written by this tool or is damaged: re-run plan & preprocess."
         if not isinstance(raw, dict) or not {"name", "ordinal", "values"} <= raw.keys():
-            raise UserInputError(
-                f"{source} must be an object with 'name', 'ordinal' and 'values'; it was not written by this tool "
-                "or is damaged: re-run plan & preprocess."
-            )
+            raise UserInputError(f"{source} must be an object with 'name', 'ordinal' and 'values'; {fix}")
         name, ordinal, values = raw["name"], raw["ordinal"], raw["values"]
+        kind = raw.get("type", "ordinal" if ordinal is True else "nominal")
         keys = [str(i) for i in range(len(values))] if isinstance(values, dict) else []
         if (
             not isinstance(name, str)
             or not isinstance(ordinal, bool)
+            or kind not in HEAD_TYPES
             or not isinstance(values, dict)
             or set(values) != set(keys)
             or not all(isinstance(v, str) for v in values.values())
         ):
             raise UserInputError(
-                f"{source} needs a string 'name', a boolean 'ordinal' and 'values' mapping \"0\"..\"K-1\" to value "
-                "names; it was not written by this tool or is damaged: re-run plan & preprocess."
+                f"{source} needs a string 'name', a boolean 'ordinal', a 'type' among {HEAD_TYPES} and 'values' "
+                f"mapping \"0\"..\"K-1\" to value names; {fix}"
             )
-        return cls(name=name, ordinal=ordinal, values=tuple(values[k] for k in keys))
+        statistics = {}
+        if kind == "regression":
+            mean, sd = raw.get("target_mean"), raw.get("target_sd")
+            if not (isinstance(mean, (int, float)) and isinstance(sd, (int, float))) or isinstance(sd, bool) or sd <= 0:
+                raise UserInputError(f"{source}: a regression head needs target_mean and a positive target_sd; {fix}")
+            statistics = {"target_mean": float(mean), "target_sd": float(sd)}
+        return cls(name=name, type=kind, values=tuple(values[k] for k in keys), **statistics)
 
 
 @dataclass
@@ -89,6 +126,7 @@ class Plans:
 
     @property
     def head_sizes(self) -> list[int]:
+        """Per head, the width of its prediction: the number of values, or 1 for a regression head."""
         return [head.num_values for head in self.classification_labels]
 
     def to_dict(self) -> dict:

@@ -2,7 +2,11 @@
 
 Every case is a body (ellipsoid, zero outside) holding an organ (the ROI) with one spherical lesion. The binary
 label `lesion_contrast` says whether the lesion is darker (0) or brighter (1) than the organ; the 3-value
-label `lesion_size` says whether its radius is small, medium or large relative to the organ.
+label `lesion_size` (ordinal) says whether its radius is small, medium or large relative to the organ.
+
+With `label_types`, three more heads use the other label types: `lesion_volume` (regression: the lesion's volume in
+ml), `contrast_strength` (known only for brighter lesions, null otherwise: mild or strong brightening) and every two
+consecutive cases are scans of one patient (`patient_id`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ HEADS = [
     {"name": "lesion_contrast", "ordinal": False, "values": {"0": "darker", "1": "brighter"}},
     {"name": "lesion_size", "ordinal": True, "values": {"0": "small", "1": "medium", "2": "large"}},
 ]
+LABEL_TYPE_HEADS = [
+    {"name": "lesion_volume", "type": "regression"},
+    {"name": "contrast_strength", "values": {"0": "mild", "1": "strong"}},
+]
+_STRENGTH = (0.6, 1.4)  # lesion contrast factor of mild and strong brightening
 
 
 def _ellipsoid(grid: Sequence[np.ndarray], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -35,7 +44,9 @@ def _case_volumes(
     modalities: Sequence[str],
     contrast: int,
     lesion_size: int,
-) -> tuple[list[np.ndarray], np.ndarray]:
+    strength: float = 1.0,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The images, the organ mask (ROI) and the lesion mask of one case."""
     extent = np.asarray(size) * np.asarray(spacing)
     axes = [(np.arange(n) + 0.5) * s for n, s in zip(size, spacing, strict=True)]
     grid = np.meshgrid(*axes, indexing="ij", sparse=True)
@@ -53,12 +64,12 @@ def _case_volumes(
         volume = np.zeros(size, dtype=np.float32)
         volume[body] = body_value * scale
         volume[organ] = organ_value * scale
-        volume[lesion] = (organ_value + (lesion_delta if contrast else -lesion_delta)) * scale
+        volume[lesion] = (organ_value + strength * (lesion_delta if contrast else -lesion_delta)) * scale
         volume[body] += rng.normal(0.0, noise, int(body.sum())).astype(np.float32)
         if name.upper() == "CT":
             volume = np.round(volume).astype(np.int16)
         images.append(volume)
-    return images, organ.astype(np.uint8)
+    return images, organ.astype(np.uint8), lesion
 
 
 def generate_task(
@@ -74,11 +85,13 @@ def generate_task(
     num_test: int = 0,
     extension: str = ".nii.gz",
     seed: int = 0,
+    label_types: bool = False,
 ) -> Path:
     """Write a synthetic task to DATA/raw/nnUNet_raw_data/TaskXXX_Name and return that folder.
 
     Sizes vary by +-`size_jitter` per axis and spacings by +-5% around `spacing` (z, y, x); pass a coarse first
     spacing for an anisotropic task. Test cases (imagesTs, labelsTs) get their true values in test_targets.json.
+    `label_types` adds the regression head, the head with missing values and the patients (module docstring).
     """
     if num_cases < 6:
         raise ValueError("num_cases must be at least 6 so that every value of both labels occurs.")
@@ -94,7 +107,10 @@ def generate_task(
         contrast, lesion_size = combos[int(rng.integers(6))] if index >= num_cases else combos[index % 6]
         size = [max(8, int(round(b * rng.uniform(1 - size_jitter, 1 + size_jitter)))) for b in base_size]
         case_spacing = [float(s * rng.uniform(0.95, 1.05)) for s in spacing]
-        images, roi = _case_volumes(rng, size, case_spacing, modalities, contrast, lesion_size)
+        strength = int(rng.integers(2)) if label_types and contrast else None
+        images, roi, lesion = _case_volumes(
+            rng, size, case_spacing, modalities, contrast, lesion_size, 1.0 if strength is None else _STRENGTH[strength]
+        )
         geometry = Geometry(
             tuple(size), tuple(case_spacing), tuple(rng.uniform(-50, 50, 3).tolist()), (1, 0, 0, 0, 1, 0, 0, 0, 1)
         )
@@ -104,11 +120,16 @@ def generate_task(
             write_image(image, geometry, folder / f"images{split}" / f"{case_id}_{m:04d}{extension}")
         if with_roi:
             write_image(roi, geometry, folder / f"labels{split}" / f"{case_id}{extension}")
-        targets = {"lesion_contrast": contrast, "lesion_size": lesion_size}
+        targets: dict[str, int | float | None] = {"lesion_contrast": contrast, "lesion_size": lesion_size}
+        if label_types:
+            targets["lesion_volume"] = round(float(lesion.sum()) * float(np.prod(case_spacing)) / 1000.0, 5)
+            targets["contrast_strength"] = strength
         if split == "Ts":
             test_targets[case_id] = targets
             continue
-        entry = {"image": f"./imagesTr/{case_id}{extension}", **targets}
+        entry: dict = {"image": f"./imagesTr/{case_id}{extension}", **targets}
+        if label_types:
+            entry["patient_id"] = f"patient_{index // 2:03d}"
         if with_roi:
             entry["label"] = f"./labelsTr/{case_id}{extension}"
         training.append(entry)
@@ -116,7 +137,7 @@ def generate_task(
         "name": task_name,
         "description": "Synthetic task generated by universalclassifier.synthetic",
         "modality": {str(i): m for i, m in enumerate(modalities)},
-        "classification_labels": HEADS,
+        "classification_labels": HEADS + (LABEL_TYPE_HEADS if label_types else []),
         "numTraining": len(training),
         "training": training,
         "numTest": num_test,

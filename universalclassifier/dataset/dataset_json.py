@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import TaskValidationError
-from universalclassifier.plans import ClassificationLabel  # defined there: plans.json stores the heads too
+from universalclassifier.plans import HEAD_TYPES, ClassificationLabel  # defined there: plans.json stores the heads too
 
 REQUIRED_KEYS = ("modality", "classification_labels", "training")
 # Head names, modality names and case ids become parts of file names (CASE.npy, roc_<head>.png, ...), so they are
@@ -23,16 +24,20 @@ MODALITY_NAME_RULE = "1 to 100 printable characters without '/' or '\\'"
 # ROI label maps are stored as int16 and every label costs one full-volume resampling per case; 256 labels is all
 # an 8-bit label map holds (TotalSegmentator, one of the largest label sets in use, has 117).
 MAX_ROI_LABELS = 256
+# A regression head is standardized with its training cases' mean and SD and reported with R² and correlations: fewer
+# known values than this say nothing.
+MIN_REGRESSION_VALUES = 5
 
 
 @dataclass(frozen=True)
 class TrainingEntry:
-    """One `training` entry of dataset.json."""
+    """One `training` entry of dataset.json; a head's target is None where the case has no value for it."""
 
     case_id: str
     image: str
     label: str | None
-    targets: dict[str, int]
+    targets: dict[str, int | float | None]
+    group: str | None = None  # the patient (or other unit) the case belongs to: one group never spans folds
 
 
 @dataclass
@@ -88,9 +93,25 @@ def _consecutive_int_keys(mapping: object, what: str, minimum: int, problems: li
     return [by_index[i] for i in range(len(mapping))]
 
 
+def _head_type(item: dict, name: str, problems: list[str]) -> str | None:
+    """The head's type: "type" if given, else "ordinal" for `"ordinal": true`, else "nominal"."""
+    ordinal = item.get("ordinal", False)
+    if not isinstance(ordinal, bool):
+        problems.append(f"classification label '{name}': 'ordinal' is {ordinal!r}; use true or false (JSON booleans).")
+        return None
+    kind = item.get("type", "ordinal" if ordinal else "nominal")
+    if kind not in HEAD_TYPES:
+        problems.append(f"classification label '{name}': 'type' is {kind!r}; use one of {list(HEAD_TYPES)}.")
+        return None
+    if ordinal and kind != "ordinal":
+        problems.append(f"classification label '{name}': 'ordinal' is true but 'type' is '{kind}'; drop one of them.")
+        return None
+    return kind
+
+
 def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
     if not isinstance(raw, list) or not raw:
-        problems.append("'classification_labels' must be a non-empty list of {name, ordinal, values}.")
+        problems.append("'classification_labels' must be a non-empty list of {name, type, values}.")
         return []
     heads: list[ClassificationLabel] = []
     for i, item in enumerate(raw):
@@ -103,20 +124,62 @@ def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
                 f"classification label name {name!r} is not allowed: names become file names, so use {SAFE_NAME_RULE}."
             )
             continue
-        if not isinstance(item.get("ordinal", False), bool):
-            problems.append(
-                f"classification label '{name}': 'ordinal' is {item['ordinal']!r}; use true or false (JSON booleans)."
-            )
+        kind = _head_type(item, name, problems)
+        if kind is None:
             continue
-        values = _consecutive_int_keys(item.get("values"), f"classification label '{name}' 'values'", 2, problems)
+        if kind == "regression":
+            if item.get("values"):
+                problems.append(
+                    f"classification label '{name}' is a regression head and has 'values'; a regression target is a "
+                    "number, so remove 'values' (or make the head nominal or ordinal)."
+                )
+                continue
+            values: list | None = []
+        else:
+            values = _consecutive_int_keys(item.get("values"), f"classification label '{name}' 'values'", 2, problems)
         if values is None:
             continue
         if any(h.name == name for h in heads):
             problems.append(f"classification label name '{name}' appears twice; names must be unique.")
             continue
-        ordinal = item.get("ordinal", False)
-        heads.append(ClassificationLabel(name=name, ordinal=ordinal, values=tuple(str(v) for v in values)))
+        heads.append(ClassificationLabel(name=name, type=kind, values=tuple(str(v) for v in values)))
     return heads
+
+
+def _target(case_id: str, head: ClassificationLabel, value: object, problems: list[str]) -> int | float | None:
+    """A case's value for a head (None: unknown), or None after recording a problem."""
+    if value is None:
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if head.is_regression:
+        if is_number and math.isfinite(value):  # type: ignore[arg-type]
+            return float(value)  # type: ignore[arg-type]
+        problems.append(
+            f"case {case_id}: '{head.name}' = {value!r} is not a finite number; a regression head needs a number "
+            "(or null when unknown)."
+        )
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < head.num_values:
+        return value
+    else:
+        problems.append(
+            f"case {case_id}: '{head.name}' = {value!r} is not one of the label's values "
+            f"{list(range(head.num_values))}; use an integer key of its 'values' (or null when unknown)."
+        )
+    return None
+
+
+def _group(case_id: str, item: dict, problems: list[str]) -> str | None:
+    """The case's "patient_id" (or "group"): a non-empty string or integer, or None."""
+    given = {key: item[key] for key in ("patient_id", "group") if item.get(key) is not None}
+    if len(given) == 2:
+        problems.append(f"case {case_id} has both 'patient_id' and 'group'; keep one of them.")
+        return None
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+            problems.append(f"case {case_id}: '{key}' = {value!r} must be a non-empty string or an integer.")
+            return None
+        return str(value)
+    return None
 
 
 def _parse_entry(
@@ -138,22 +201,12 @@ def _parse_entry(
             f"ids become file names, so use {SAFE_NAME_RULE}; rename the files and the entry."
         )
         return None
-    targets: dict[str, int] = {}
-    for head in heads:
-        if head.name not in item:
-            problems.append(
-                f"case {case_id}: no value for classification label '{head.name}'; add \"{head.name}\": <value> "
-                f"to its training entry (one of {list(range(head.num_values))})."
-            )
-            continue
-        value = item[head.name]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < head.num_values:
-            problems.append(
-                f"case {case_id}: '{head.name}' = {value!r} is not one of the label's values "
-                f"{list(range(head.num_values))}; use an integer key of its 'values'."
-            )
-            continue
-        targets[head.name] = value
+    targets = {head.name: _target(case_id, head, item.get(head.name), problems) for head in heads}
+    if heads and all(item.get(head.name) is None for head in heads):
+        problems.append(
+            f"case {case_id}: no value for any classification label ({[h.name for h in heads]}); a training case "
+            "needs at least one known value: add one, or remove the case from 'training'."
+        )
     label = item.get("label")
     if label is not None and (not isinstance(label, str) or not _is_inside_task(label)):
         problems.append(
@@ -161,7 +214,43 @@ def _parse_entry(
             f"\"./labelsTr/{case_id}.nii.gz\" (no absolute path, no '..')."
         )
         label = None
-    return TrainingEntry(case_id=case_id, image=item["image"], label=label, targets=targets)
+    return TrainingEntry(
+        case_id=case_id, image=item["image"], label=label, targets=targets, group=_group(case_id, item, problems)
+    )
+
+
+def _check_known_values(heads: list[ClassificationLabel], entries: list[TrainingEntry], problems: list[str]) -> None:
+    """Every head needs two different known values (a regression head: MIN_REGRESSION_VALUES that vary)."""
+    for head in heads:
+        known = [value for e in entries if (value := e.targets.get(head.name)) is not None]
+        if not entries:
+            continue
+        if head.is_regression and (len(known) < MIN_REGRESSION_VALUES or len(set(known)) < 2):
+            problems.append(
+                f"regression head '{head.name}': {len(known)} training case(s) have a value"
+                f"{', all equal' if known and len(set(known)) < 2 else ''}; it needs at least {MIN_REGRESSION_VALUES} "
+                "known values that differ."
+            )
+        elif not head.is_regression and len(set(known)) < 2:
+            problems.append(
+                f"classification label '{head.name}': only value(s) {sorted(set(known))} occur in training; a head "
+                "needs at least two different values among the training cases to be trained."
+            )
+
+
+def _with_regression_statistics(
+    heads: list[ClassificationLabel], entries: list[TrainingEntry]
+) -> tuple[ClassificationLabel, ...]:
+    """The heads with each regression head's target mean and SD over its known training values."""
+    result = []
+    for head in heads:
+        known = [float(v) for e in entries if (v := e.targets.get(head.name)) is not None]
+        if head.is_regression and known:
+            mean = math.fsum(known) / len(known)
+            sd = math.sqrt(math.fsum((v - mean) ** 2 for v in known) / len(known))
+            head = replace(head, target_mean=mean, target_sd=sd if sd > 0 else 1.0)
+        result.append(head)
+    return tuple(result)
 
 
 def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
@@ -213,17 +302,11 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         if entry.case_id in seen:
             problems.append(f"case {entry.case_id} appears more than once in 'training'; keep one entry per case.")
         seen.add(entry.case_id)
-    for head in heads:
-        occurring = sorted({e.targets[head.name] for e in entries if head.name in e.targets})
-        if entries and len(occurring) < 2:
-            problems.append(
-                f"classification label '{head.name}': only value(s) {occurring} occur in training; a head needs at "
-                "least two different values among the training cases to be trained."
-            )
+    _check_known_values(heads, entries, problems)
     description = DatasetDescription(
         name=str(raw.get("name", path.parent.name)),
         modalities=tuple(modalities),
-        classification_labels=tuple(heads),
+        classification_labels=_with_regression_statistics(heads, entries),
         roi_labels=roi_labels,
         training=entries,
         raw=raw,

@@ -32,12 +32,14 @@ _MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one training case: one image per modality (dataset.json order) and an optional ROI."""
+    """The files of one training case: one image per modality (dataset.json order), an optional ROI, its targets
+    (None: unknown) and its group (patient)."""
 
     case_id: str
     images: tuple[Path, ...]
     roi: Path | None
-    targets: dict[str, int]
+    targets: dict[str, int | float | None]
+    group: str | None = None
 
 
 @dataclass
@@ -253,7 +255,7 @@ def validate_task(
     cases = []
     for entry in description.training:
         images, roi = _resolve_case(task_folder, entry, description.modalities, problems)
-        cases.append(CaseFiles(entry.case_id, images, roi if uses_roi else None, entry.targets))
+        cases.append(CaseFiles(entry.case_id, images, roi if uses_roi else None, entry.targets, entry.group))
     roi_values = tuple(description.roi_labels) if description.roi_labels is not None else None
     checkable = [c for c in cases if len(c.images) == description.num_modalities]
     results = map_with_progress(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -21,8 +22,10 @@ def bootstrap_auc_ci(
     num_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    auc: Callable[[np.ndarray, np.ndarray], float | None] = macro_auc,
 ) -> tuple[float | None, float | None]:
-    """Percentile bootstrap interval of `macro_auc`: resample the cases with replacement `num_resamples` times.
+    """Percentile bootstrap interval of `auc` (default `macro_auc`): resample the cases with replacement
+    `num_resamples` times.
 
     Resamples whose AUC is undefined (a single class drawn) are skipped; when fewer than
     MIN_VALID_FRACTION of them are left (e.g. all targets have one value) the interval is (None, None).
@@ -39,9 +42,9 @@ def bootstrap_auc_ci(
     aucs = []
     for _ in range(num_resamples):
         picked = rng.integers(0, len(y), size=len(y))
-        auc = macro_auc(y[picked], p[picked])
-        if auc is not None:
-            aucs.append(auc)
+        value = auc(y[picked], p[picked])
+        if value is not None:
+            aucs.append(value)
     if len(aucs) < MIN_VALID_FRACTION * num_resamples:
         logger.debug("Only %d of %d bootstrap resamples have a defined AUC; no interval.", len(aucs), num_resamples)
         return None, None
@@ -57,8 +60,10 @@ def bootstrap_auc_difference(
     num_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    auc: Callable[[np.ndarray, np.ndarray], float | None] = macro_auc,
 ) -> tuple[float | None, float | None, float | None]:
-    """`macro_auc(a) - macro_auc(b)` of two models on the same cases, with a paired percentile bootstrap interval.
+    """`auc(a) - auc(b)` (default `macro_auc`) of two models on the same cases, with a paired percentile bootstrap
+    interval.
 
     Both models are scored on the same resampled cases, so the interval reflects the difference itself rather than
     the spread of each AUC. Returns (difference, low, high); None where undefined (as in bootstrap_auc_ci).
@@ -72,14 +77,14 @@ def bootstrap_auc_difference(
     checked_int(num_resamples, "num_resamples", 1)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
-    auc_a, auc_b = macro_auc(y, a), macro_auc(y, b)
+    auc_a, auc_b = auc(y, a), auc(y, b)
     if auc_a is None or auc_b is None:
         return None, None, None
     rng = np.random.default_rng(seed)
     differences = []
     for _ in range(num_resamples):
         picked = rng.integers(0, len(y), size=len(y))
-        resampled_a, resampled_b = macro_auc(y[picked], a[picked]), macro_auc(y[picked], b[picked])
+        resampled_a, resampled_b = auc(y[picked], a[picked]), auc(y[picked], b[picked])
         if resampled_a is not None and resampled_b is not None:
             differences.append(resampled_a - resampled_b)
     if len(differences) < MIN_VALID_FRACTION * num_resamples:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -108,21 +108,6 @@ def head_metrics(targets: ArrayLike, probabilities: np.ndarray, num_values: int,
         result["auc_per_value"] = per_value
         result["auc"] = float(np.mean(defined)) if defined else None
     return _json_safe_dict(result)
-
-
-def summarize_heads(
-    head_names: Sequence[str],
-    head_sizes: Sequence[int],
-    targets: Mapping[str, ArrayLike],
-    probabilities: Mapping[str, np.ndarray],
-) -> dict:
-    """Return {head name: head_metrics} for every head, in head order."""
-    if len(head_names) != len(head_sizes):
-        raise ValueError(f"Got {len(head_names)} head names but {len(head_sizes)} head sizes.")
-    return {
-        head: head_metrics(targets[head], probabilities[head], size, name=f"head '{head}'")
-        for head, size in zip(head_names, head_sizes, strict=True)
-    }
 
 
 def plot_roc_curves(targets: ArrayLike, probabilities: np.ndarray, title: str, out_file: Path) -> None:

@@ -15,7 +15,9 @@ from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
-from universalclassifier.evaluation.metrics import head_metrics, plot_roc_curves
+from universalclassifier.evaluation.graded_metrics import plot_regression_scatter, regression_confidence_intervals
+from universalclassifier.evaluation.head_summary import auc_of, head_summary, known_targets
+from universalclassifier.evaluation.metrics import plot_roc_curves
 from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout
 from universalclassifier.plans import ClassificationLabel, Plans
 
@@ -30,30 +32,45 @@ DEEP_LABEL = "Deep model"
 REFERENCE_LABEL = "Radiomics reference (mirp features + logistic regression)"
 
 
-def _read_fold(path: Path, heads: Sequence[ClassificationLabel]) -> dict[str, dict[str, tuple[int, list[float]]]]:
-    """{case: {head: (target, probabilities)}} of one predictions.json, checked against the plans' heads."""
+Prediction = tuple[int | float | None, list[float]]  # (target or None, probabilities or [regression value])
+
+
+def _entry(path: Path, case_id: str, head: ClassificationLabel, entry: object) -> Prediction:
+    """One head's (target, prediction) of a case in predictions.json, checked against the head."""
+    key = "prediction" if head.is_regression else "probabilities"
+    if not isinstance(entry, dict) or "target" not in entry or key not in entry:
+        raise UserInputError(f"{path}: case '{case_id}' has no target and {key} for head '{head.name}'.")
+    target, prediction = entry["target"], entry[key]
+    prediction = [prediction] if head.is_regression else prediction
+    number = (int, float) if head.is_regression else int
+    size = head.num_values
+    target_ok = target is None or (
+        isinstance(target, number) and not isinstance(target, bool) and (head.is_regression or 0 <= target < size)
+    )
+    if not target_ok or not isinstance(prediction, list) or len(prediction) != size:
+        expected = "a number" if head.is_regression else f"a target in 0..{size - 1} and {size} probabilities"
+        raise UserInputError(
+            f"{path}: case '{case_id}' head '{head.name}' needs {expected} (as in plans.json); the fold was trained "
+            "with other plans."
+        )
+    return target, [float(v) for v in prediction]
+
+
+def _read_fold(path: Path, heads: Sequence[ClassificationLabel]) -> dict[str, dict[str, Prediction]]:
+    """{case: {head: (target, prediction)}} of one predictions.json, checked against the plans' heads."""
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserInputError(f"{path} is not valid JSON ({exc}); rerun the validation of that fold.") from exc
     if not isinstance(raw, dict):
         raise UserInputError(f"{path} must map case ids to per-head predictions; rerun the validation of that fold.")
-    cases: dict[str, dict[str, tuple[int, list[float]]]] = {}
-    for case_id, per_head in raw.items():
-        cases[case_id] = {}
-        for head in heads:
-            name, size = head.name, head.num_values
-            entry = per_head.get(name) if isinstance(per_head, dict) else None
-            if not isinstance(entry, dict) or "target" not in entry or "probabilities" not in entry:
-                raise UserInputError(f"{path}: case '{case_id}' has no target and probabilities for head '{name}'.")
-            target, probabilities = entry["target"], entry["probabilities"]
-            if not isinstance(target, int) or not 0 <= target < size or len(probabilities) != size:
-                raise UserInputError(
-                    f"{path}: case '{case_id}' head '{name}' needs a target in 0..{size - 1} and {size} probabilities "
-                    "(as in plans.json); the fold was trained with other plans."
-                )
-            cases[case_id][name] = (target, [float(v) for v in probabilities])
-    return cases
+    return {
+        case_id: {
+            head.name: _entry(path, case_id, head, per_head.get(head.name) if isinstance(per_head, dict) else None)
+            for head in heads
+        }
+        for case_id, per_head in raw.items()
+    }
 
 
 def _pool(trainer_folder: Path, heads: Sequence[ClassificationLabel]) -> tuple[list[str], dict[str, tuple[str, dict]]]:
@@ -137,34 +154,41 @@ def _summarize_head(
     num_resamples: int,
     seed: int,
 ) -> dict:
-    name, size = head.name, head.num_values
-    value_names = list(head.values)
-    targets = np.array([predictions[name][0] for _, predictions in pooled.values()], dtype=np.int64)
-    probabilities = np.array([predictions[name][1] for _, predictions in pooled.values()], dtype=np.float64)
-    metrics = head_metrics(targets, probabilities, size, name=f"head '{name}'")
-    ci = bootstrap_auc_ci(targets, probabilities, num_resamples=num_resamples, seed=seed)
-    if metrics["auc"] is not None and ci[0] is None:
-        logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
-    plots = {kind: f"{PLOTS_FOLDER}/{kind}_{_file_stem(name)}.png" for kind in ("roc", "confusion", "reliability")}
+    name = head.name
+    targets, predictions = _pooled_arrays(pooled, name, list(pooled))
+    summary = head_summary(head, targets, predictions)
+    known, values = known_targets(targets)
+    predictions = predictions[known]
+    plot_kinds = ("scatter",) if head.is_regression else ("roc", "confusion", "reliability")
+    plots = {kind: f"{PLOTS_FOLDER}/{kind}_{_file_stem(name)}.png" for kind in plot_kinds}
+    summary.update(folds=folds, plots=plots)
+    if not known.any():
+        return summary
     title = f"{plots_title}: {name}"
-    plot_roc_curves(targets, probabilities, title, trainer_folder / plots["roc"])
-    plot_confusion_matrix(metrics["confusion_matrix"], value_names, title, trainer_folder / plots["confusion"])
-    plot_reliability_diagram(targets, probabilities, title, trainer_folder / plots["reliability"], CALIBRATION_BINS)
+    if head.is_regression:
+        plot_regression_scatter(values, predictions[:, 0], title, trainer_folder / plots["scatter"])
+        intervals = regression_confidence_intervals(values, predictions[:, 0], num_resamples=num_resamples, seed=seed)
+        return {**summary, **{f"{metric}_ci_95": list(ci) for metric, ci in intervals.items()}}
+    y = values.astype(np.int64)
+    ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
+    if summary["auc"] is not None and ci[0] is None:
+        logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
+    plot_roc_curves(y, predictions, title, trainer_folder / plots["roc"])
+    plot_confusion_matrix(summary["confusion_matrix"], list(head.values), title, trainer_folder / plots["confusion"])
+    plot_reliability_diagram(y, predictions, title, trainer_folder / plots["reliability"], CALIBRATION_BINS)
     return {
-        **metrics,
+        **summary,
         "auc_ci_95": list(ci),
-        "ece": expected_calibration_error(targets, probabilities, CALIBRATION_BINS),
-        "folds": folds,
-        "values": dict(zip(map(str, range(size)), value_names, strict=True)),
-        "plots": plots,
+        "ece": expected_calibration_error(y, predictions, CALIBRATION_BINS),
+        "values": dict(zip(map(str, range(head.num_values)), head.values, strict=True)),
     }
 
 
 def _pooled_arrays(
     pooled: dict[str, tuple[str, dict]], name: str, cases: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and probabilities of head `name` for `cases` of a pooled prediction set."""
-    targets = np.array([pooled[c][1][name][0] for c in cases], dtype=np.int64)
+) -> tuple[list[int | float | None], np.ndarray]:
+    """Targets (None: unknown) and predictions of head `name` for `cases` of a pooled prediction set."""
+    targets = [pooled[c][1][name][0] for c in cases]
     return targets, np.array([pooled[c][1][name][1] for c in cases], dtype=np.float64)
 
 
@@ -192,23 +216,29 @@ def _reference_summary(
     except UserInputError as exc:  # e.g. made before the task's labels changed: it must not block the deep summary
         logger.warning("The radiomics reference is left out: %s Rerun %s to refresh it.", exc, missing["how_to"])
         return {**missing, "problem": str(exc)}
-    common = [case for case in deep if case in pooled]
     summary_heads = {}
     for head in heads:
-        name, size = head.name, head.num_values
-        targets, probabilities = _pooled_arrays(pooled, name, list(pooled))
-        metrics = head_metrics(targets, probabilities, size, name=f"reference head '{name}'")
+        if head.is_regression:
+            continue
+        name = head.name
+        cases = [case for case in pooled if pooled[case][1][name][0] is not None]
+        common = [case for case in cases if case in deep]
+        targets, probabilities = _pooled_arrays(pooled, name, cases)
+        y = np.array(targets, dtype=np.int64)
+        metrics = head_summary(head, targets, probabilities)
         difference: tuple[float | None, float | None, float | None] = (None, None, None)
         if common:
             common_targets, deep_probabilities = _pooled_arrays(deep, name, common)
-            reference_probabilities = _pooled_arrays(pooled, name, common)[1]
             difference = bootstrap_auc_difference(
-                common_targets, deep_probabilities, reference_probabilities, num_resamples=num_resamples, seed=seed
+                np.array(common_targets, dtype=np.int64), deep_probabilities, _pooled_arrays(pooled, name, common)[1],
+                num_resamples=num_resamples, seed=seed, auc=auc_of(head),
             )
         summary_heads[name] = {
             **metrics,
-            "auc_ci_95": list(bootstrap_auc_ci(targets, probabilities, num_resamples=num_resamples, seed=seed)),
-            "ece": expected_calibration_error(targets, probabilities, CALIBRATION_BINS),
+            "auc_ci_95": list(
+                bootstrap_auc_ci(y, probabilities, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
+            ),
+            "ece": expected_calibration_error(y, probabilities, CALIBRATION_BINS),
             "deep_minus_reference_auc": {
                 "num_cases": len(common), "difference": difference[0], "ci_95": list(difference[1:])
             },
@@ -252,67 +282,102 @@ def _comparison_report(summary: dict) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     differences = []
-    for name, head in summary["heads"].items():
-        other = reference["heads"][name]
+    for name, other in reference["heads"].items():
+        head = summary["heads"][name]
         lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_metric_cells(head)}")
         lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_metric_cells(other)}")
         paired = other["deep_minus_reference_auc"]
         differences.append(f"{name} {_signed(paired['difference'])}" + (
             "" if paired["ci_95"][0] is None else f" [{paired['ci_95'][0]:+.3f}, {paired['ci_95'][1]:+.3f}]"
         ))
-    num_common = next(iter(reference["heads"].values()))["deep_minus_reference_auc"]["num_cases"]
     lines += [
         "",
-        f"AUC of the deep model minus the reference on the {num_common} case(s) both predicted (paired bootstrap "
+        "AUC of the deep model minus the reference on the cases both predicted (paired bootstrap "
         f"95% CI): {'; '.join(differences)}. An interval above 0: the network beats the classical model; below 0: "
         "the classical model is better; containing 0: no clear difference on this data.",
     ]
     return lines
 
 
+def _split_heads(heads: dict) -> tuple[dict, dict]:
+    """(classification heads, regression heads) of a summary's "heads", each only with cases of a known target."""
+    known = {name: head for name, head in heads.items() if head["num_cases"]}
+    regression = {name: head for name, head in known.items() if head["type"] == "regression"}
+    return {name: head for name, head in known.items() if name not in regression}, regression
+
+
+def _with_ci(head: dict, metric: str) -> str:
+    return format_auc_ci(head[metric], head[f"{metric}_ci_95"])
+
+
+def _head_section(name: str, head: dict) -> list[str]:
+    """The markdown section of one head: its values, per-value or per-threshold AUCs, confusion matrix and plots."""
+    lines = ["", f"## {name}", ""]
+    if head["num_missing"]:
+        lines += [f"{head['num_missing']} case(s) have no value for this head and are left out of its metrics.", ""]
+    if head["type"] == "regression":
+        return lines + [
+            f"MAE {_with_ci(head, 'mae')}, RMSE {_with_ci(head, 'rmse')}, R² {_with_ci(head, 'r2')}, Pearson "
+            f"{_with_ci(head, 'pearson')}, Spearman {_with_ci(head, 'spearman')} (95% CIs: bootstrap over cases).",
+            "",
+            f"![Predicted vs. true values of {name}]({head['plots']['scatter']})",
+        ]
+    names = list(head["values"].values())
+    lines.append(f"Values: {', '.join(f'{v} = {n}' for v, n in head['values'].items())}.")
+    if "auc_per_value" in head:
+        per_value = ", ".join(f"{head['values'][v]} {_number(auc)}" for v, auc in head["auc_per_value"].items())
+        lines.append(f"One-vs-rest AUC per value: {per_value}.")
+    if head["type"] == "ordinal":
+        per_threshold = ", ".join(f"{k} {_number(auc)}" for k, auc in head["auc_per_threshold"].items())
+        lines.append(
+            f"Ordinal: AUC per threshold {per_threshold}; quadratic weighted kappa "
+            f"{_number(head['quadratic_weighted_kappa'])}; mean absolute error {_number(head['mae_grades'])} grades."
+        )
+    lines += [
+        "",
+        "Confusion matrix (rows: true value, columns: predicted value):",
+        "",
+        "| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    lines += [
+        f"| {_cell(n)} | " + " | ".join(map(str, row)) + " |"
+        for n, row in zip(names, head["confusion_matrix"], strict=True)
+    ]
+    return lines + [
+        "",
+        f"![ROC curve of {name}]({head['plots']['roc']})",
+        f"![Confusion matrix of {name}]({head['plots']['confusion']})",
+        f"![Reliability diagram of {name}]({head['plots']['reliability']})",
+    ]
+
+
 def _report(summary: dict) -> str:
     """The markdown report of a summary made by summarize_cross_validation."""
+    classification, regression = _split_heads(summary["heads"])
     lines = [
         f"# Cross-validation summary: {summary['task']}",
         "",
         f"Out-of-fold predictions of {len(summary['folds'])} fold(s) ({', '.join(summary['folds'])}), "
         f"{summary['num_cases']} case(s) pooled.",
-        f"AUC: ROC AUC (heads with more than two values: macro mean of the one-vs-rest AUCs); 95% CI: percentile "
-        f"bootstrap over cases, {summary['num_resamples']} resamples (seed {summary['seed']}). "
+        f"AUC: ROC AUC (nominal heads with more than two values: macro mean of the one-vs-rest AUCs; ordinal heads: "
+        f"mean of the AUCs of the thresholds grade >= k); 95% CI: percentile bootstrap over cases, "
+        f"{summary['num_resamples']} resamples (seed {summary['seed']}). "
         f"ECE: top-label expected calibration error, {summary['calibration_bins']} equal-width confidence bins.",
-        "",
-        "| Head | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
-        "|---|---|---|---|---|---|",
     ]
-    for name, head in summary["heads"].items():
-        lines.append(
-            f"| {_cell(name)} | {head['num_cases']} | {format_auc_ci(head['auc'], head['auc_ci_95'])} | "
-            f"{_number(head['balanced_accuracy'])} | {_number(head['accuracy'])} | {_number(head['ece'])} |"
-        )
+    if classification:
+        lines += ["", "| Head | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |", "|---" * 6 + "|"]
+        lines += [f"| {_cell(name)} | {_metric_cells(head)}" for name, head in classification.items()]
+    if regression:
+        lines += ["", "| Regression head | Cases | MAE [95% CI] | RMSE | R² [95% CI] | Spearman |", "|---" * 6 + "|"]
+        lines += [
+            f"| {_cell(name)} | {head['num_cases']} | {_with_ci(head, 'mae')} | {_number(head['rmse'])} | "
+            f"{_with_ci(head, 'r2')} | {_number(head['spearman'])} |"
+            for name, head in regression.items()
+        ]
     lines += _comparison_report(summary)
     for name, head in summary["heads"].items():
-        names = list(head["values"].values())
-        lines += ["", f"## {name}", "", f"Values: {', '.join(f'{v} = {n}' for v, n in head['values'].items())}."]
-        if "auc_per_value" in head:
-            per_value = ", ".join(f"{head['values'][v]} {_number(auc)}" for v, auc in head["auc_per_value"].items())
-            lines.append(f"One-vs-rest AUC per value: {per_value}.")
-        lines += [
-            "",
-            "Confusion matrix (rows: true value, columns: predicted value):",
-            "",
-            "| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " |",
-            "|---" * (len(names) + 1) + "|",
-        ]
-        lines += [
-            f"| {_cell(n)} | " + " | ".join(map(str, row)) + " |"
-            for n, row in zip(names, head["confusion_matrix"], strict=True)
-        ]
-        lines += [
-            "",
-            f"![ROC curve of {name}]({head['plots']['roc']})",
-            f"![Confusion matrix of {name}]({head['plots']['confusion']})",
-            f"![Reliability diagram of {name}]({head['plots']['reliability']})",
-        ]
+        lines += _head_section(name, head)
     return "\n".join(lines) + "\n"
 
 
@@ -327,11 +392,19 @@ def _table_rows(heads: dict, width: int) -> list[str]:
 def format_summary_table(summary: dict) -> str:
     """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE.
 
-    The radiomics reference follows as a second table when the summary has one, else a line saying how to get it.
+    Regression heads follow with MAE and R² [95% CI]; the radiomics reference follows as a second table when the
+    summary has one, else a line saying how to get it.
     """
+    classification, regression = _split_heads(summary["heads"])
     width = max(len("head"), *(len(name) for name in summary["heads"]))
     header = f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy  ECE"
-    rows = [header] + _table_rows(summary["heads"], width)
+    rows = [header] + _table_rows(classification, width) if classification else []
+    if regression:
+        rows += [f"{'regression head':<{width}}  cases  {'MAE [95% CI]':<22}  {'R² [95% CI]':<22}"]
+        rows += [
+            f"{name:<{width}}  {head['num_cases']:>5}  {_with_ci(head, 'mae'):<22}  {_with_ci(head, 'r2'):<22}"
+            for name, head in regression.items()
+        ]
     reference = summary.get("reference")
     if reference and reference["available"]:
         rows += ["", f"{reference['label']}:", header] + _table_rows(reference["heads"], width)

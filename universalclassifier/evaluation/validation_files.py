@@ -9,43 +9,54 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
-from universalclassifier.evaluation.metrics import summarize_heads
+from universalclassifier.evaluation.head_summary import summarize_heads
 from universalclassifier.paths import ArtifactLayout
+from universalclassifier.plans import ClassificationLabel
+
+
+def prediction_entry(label: ClassificationLabel, prediction: np.ndarray) -> dict:
+    """A head's prediction as predictions.json stores it: {"probabilities": [...]} or {"prediction": value}."""
+    if label.is_regression:
+        return {"prediction": float(prediction[0])}
+    return {"probabilities": prediction.astype(float).tolist()}
+
+
+def _columns(label: ClassificationLabel) -> list[str]:
+    if label.is_regression:
+        return [f"{label.name}_target", f"{label.name}_prediction"]
+    return [f"{label.name}_target"] + [f"{label.name}_p{v}" for v in range(label.num_values)]
 
 
 def write_validation_files(
     folder: Path,
     case_ids: Sequence[str],
-    head_sizes: Mapping[str, int],
-    targets: Mapping[str, Sequence[int]],
-    probabilities: Mapping[str, np.ndarray],
+    labels: Sequence[ClassificationLabel],
+    targets: Mapping[str, Sequence[int | float | None]],
+    predictions: Mapping[str, np.ndarray],
     summary_fields: Mapping[str, object],
 ) -> dict:
     """Write predictions.json, predictions.csv and summary.json into `folder` and return the per-head summary.
 
-    `head_sizes` maps each head, in order, to its number of values; `targets[head][n]` and `probabilities[head][n]`
-    belong to `case_ids[n]`. `summary_fields` (e.g. the fold) go into summary.json beside "heads".
+    `targets[head][n]` (None: unknown) and `predictions[head][n]` (the value probabilities, or the predicted value of
+    a regression head) belong to `case_ids[n]`. `summary_fields` (e.g. the fold) go into summary.json beside "heads".
     """
-    heads = list(head_sizes)
     folder.mkdir(parents=True, exist_ok=True)
     per_case = {
         case_id: {
-            head: {"target": int(targets[head][n]), "probabilities": probabilities[head][n].astype(float).tolist()}
-            for head in heads
+            label.name: {"target": targets[label.name][n], **prediction_entry(label, predictions[label.name][n])}
+            for label in labels
         }
         for n, case_id in enumerate(case_ids)
     }
     write_json_atomic(folder / ArtifactLayout.PREDICTIONS_JSON, per_case)
-    header = ["case_id"]
-    for head, size in head_sizes.items():
-        header += [f"{head}_target"] + [f"{head}_p{v}" for v in range(size)]
-    rows = [header]
+    rows: list[list] = [["case_id"] + [column for label in labels for column in _columns(label)]]
     for n, case_id in enumerate(case_ids):
         row: list = [case_id]
-        for head in heads:
-            row += [targets[head][n]] + [f"{p:.6f}" for p in probabilities[head][n]]
+        for label in labels:
+            target = targets[label.name][n]
+            row += ["" if target is None else target] + [f"{p:.6f}" for p in predictions[label.name][n]]
         rows.append(row)
     write_atomic(folder / ArtifactLayout.PREDICTIONS_CSV, lambda handle: csv.writer(handle).writerows(rows))
-    summary = summarize_heads(heads, list(head_sizes.values()), targets, probabilities)
+    summary = summarize_heads(labels, targets, predictions)
     write_json_atomic(folder / ArtifactLayout.SUMMARY, {**summary_fields, "heads": summary})
     return summary

@@ -62,7 +62,7 @@ def read_result(out_file: Path, case_id: str, head_names: list[str], head_sizes:
         return None
     for name, size in zip(head_names, head_sizes, strict=True):
         value = result.get(name)
-        expected = isinstance(value, float) if size == 2 else isinstance(value, list) and len(value) == size
+        expected = isinstance(value, float) if size <= 2 else isinstance(value, list) and len(value) == size
         if not expected:
             return None
     return result
@@ -72,7 +72,7 @@ def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: l
     row: list = [case_id]
     for name, size in zip(head_names, head_sizes, strict=True):
         value = result[name]
-        row += [f"{value:.6f}"] if size == 2 else [f"{v:.6f}" for v in value]
+        row += [f"{value:.6f}"] if size <= 2 else [f"{v:.6f}" for v in value]
     return row
 
 
@@ -123,7 +123,7 @@ def predict_folder(
         write_json_atomic(out_file, result)
     header = ["case_id"]
     for name, size in zip(plans.head_names, plans.head_sizes, strict=True):
-        header += [name] if size == 2 else [f"{name}_p{v}" for v in range(size)]
+        header += [name] if size <= 2 else [f"{name}_p{v}" for v in range(size)]  # p(1) or the regression value
     rows = [header]
     for case_id in cases:
         stored = read_result(output_folder / f"{case_id}.json", case_id, plans.head_names, plans.head_sizes)

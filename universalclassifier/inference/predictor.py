@@ -19,6 +19,7 @@ from universalclassifier.artifact import (
     load_plans,
 )
 from universalclassifier.errors import UserInputError
+from universalclassifier.network.heads import head_predictions
 from universalclassifier.network.i3d import network_for
 from universalclassifier.preprocessing.preprocessor import (
     MAX_INPUT_VOXELS,
@@ -80,8 +81,9 @@ class Predictor:
                 raise UserInputError(f"Input file {path} does not exist.")
 
     @torch.inference_mode()
-    def probabilities(self, network_input: np.ndarray, tta: bool = False) -> list[np.ndarray]:
-        """Softmax per head averaged over folds (and mirrorings with `tta`) for one (C, Z, Y, X) network input."""
+    def predictions(self, network_input: np.ndarray, tta: bool = False) -> list[np.ndarray]:
+        """Per head the value probabilities (or the regression value) averaged over folds (and mirrorings with `tta`)
+        for one (C, Z, Y, X) network input."""
         batch = torch.from_numpy(network_input[None]).to(self.device)
         flips = [()] if not tta else [axes for r in range(4) for axes in itertools.combinations((2, 3, 4), r)]
         sums = [torch.zeros(size, dtype=torch.float64, device=self.device) for size in self.plans.head_sizes]
@@ -91,8 +93,9 @@ class Predictor:
                 x = torch.flip(batch, axes) if axes else batch
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = network(x)
-                for total, logits in zip(sums, outputs, strict=True):
-                    total += torch.softmax(logits.float(), dim=1)[0].double()
+                predictions = head_predictions(self.plans.classification_labels, outputs)
+                for total, prediction in zip(sums, predictions, strict=True):
+                    total += prediction[0].double()
         count = len(self.networks) * len(flips)
         return [(total / count).cpu().numpy() for total in sums]
 
@@ -105,7 +108,8 @@ class Predictor:
         max_input_voxels: int = MAX_INPUT_VOXELS,
         max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
     ) -> list[float | list[float]]:
-        """The predict() contract for one case: per head a float (binary) or a list of probabilities.
+        """The predict() contract for one case: per head a float (binary: p(1); regression: the value in the target's
+        units) or a list of probabilities (more values).
 
         Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled.
         """
@@ -118,5 +122,5 @@ class Predictor:
             max_input_voxels=max_input_voxels,
             max_resampled_voxels=max_resampled_voxels,
         )
-        per_head = self.probabilities(to_network_input(array, self.plans.num_roi_classes), tta)
-        return [float(p[1]) if len(p) == 2 else [float(v) for v in p] for p in per_head]
+        per_head = self.predictions(to_network_input(array, self.plans.num_roi_classes), tta)
+        return [float(p[-1]) if len(p) <= 2 else [float(v) for v in p] for p in per_head]  # p(1), or the value

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from universalclassifier.checks import checked_int
-from universalclassifier.plans import Plans
+from universalclassifier.network.heads import build_head
+from universalclassifier.plans import HEAD_TYPES, Plans
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +181,14 @@ class I3DClassifier(nn.Module):
 
     Args:
         in_channels: number of input channels (image modalities plus the ROI channel).
-        head_sizes: number of values of each classification label; one head is built per entry, in order.
+        head_sizes: number of values of each classification label (1 for a regression head); one head is built per
+            entry, in order.
         dropout: dropout probability applied to the pooled 1024 features before the heads, in [0, 1).
         normalization: the layer after every convolution: "batch" or "group".
         num_roi_classes: with a value K >= 2, ROI pooling is on: the input's last channel is the ROI map scaled
             into [0, 1) (label / K), and the heads also see, for each ROI label 1..K-1, the mean and standard
             deviation of the `ROI_POOLING_LAYER` features inside that label. 0 (the default) turns it off.
+        head_types: per head "nominal" (the default), "ordinal" or "regression" (see network/heads.py).
     """
 
     def __init__(
@@ -199,6 +202,7 @@ class I3DClassifier(nn.Module):
         fine_roi_features: bool = False,
         roi_descriptors: bool = False,
         standardize_features: bool = False,
+        head_types: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         in_channels = checked_int(in_channels, "in_channels", 1)
@@ -206,7 +210,15 @@ class I3DClassifier(nn.Module):
             raise ValueError(f"head_sizes must be a sequence of integers, got {head_sizes!r}")
         if len(head_sizes) == 0:
             raise ValueError("head_sizes must contain at least one head")
-        sizes = [checked_int(size, f"head_sizes[{i}]", 2) for i, size in enumerate(head_sizes)]
+        types = ["nominal"] * len(head_sizes) if head_types is None else list(head_types)
+        if len(types) != len(head_sizes) or not set(types) <= set(HEAD_TYPES):
+            raise ValueError(f"head_types must name one of {HEAD_TYPES} per head, got {head_types!r}")
+        sizes = [
+            checked_int(size, f"head_sizes[{i}]", 1 if kind == "regression" else 2)
+            for i, (size, kind) in enumerate(zip(head_sizes, types, strict=True))
+        ]
+        if any(size != 1 for size, kind in zip(sizes, types, strict=True) if kind == "regression"):
+            raise ValueError(f"a regression head has one output: head_sizes {sizes} for head_types {types}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if normalization not in NORMALIZATIONS:
@@ -218,6 +230,7 @@ class I3DClassifier(nn.Module):
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
+        self.head_types = tuple(types)
         self.normalization = normalization
         self.num_roi_classes = num_roi_classes
         self.backbone = _build_backbone(in_channels, normalization)
@@ -241,7 +254,9 @@ class I3DClassifier(nn.Module):
         self.feature_norm = nn.BatchNorm1d(num_features, affine=False) if standardize_features else nn.Identity()
         scale = torch.cat([torch.full((size,), size**-0.5) for size in groups]) if standardize_features else None
         self.register_buffer("feature_scale", scale, persistent=False)
-        self.heads = nn.ModuleList(nn.Linear(num_features, size) for size in sizes)
+        self.heads = nn.ModuleList(
+            build_head(kind, num_features, size) for kind, size in zip(types, sizes, strict=True)
+        )
         self._initialise_weights()
 
     def _initialise_weights(self) -> None:
@@ -252,8 +267,16 @@ class I3DClassifier(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Let gradients reach every layer (True) or only the heads (False: the forward pass then records no graph
+        before the heads, so a heads-only step skips the backbone's backward pass)."""
+        for name, parameter in self.named_parameters():
+            if not name.startswith("heads."):
+                parameter.requires_grad_(trainable)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Map a (N, in_channels, Z, Y, X) batch to one (N, head_sizes[i]) logits tensor per head, in order."""
+        """Map a (N, in_channels, Z, Y, X) batch to one output tensor per head, in order: (N, K) logits (nominal),
+        (N, K-1) cumulative logits (ordinal) or (N, 1) standardized values (regression)."""
         if x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected input of shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}"
@@ -319,6 +342,7 @@ def build_network(
     fine_roi_features: bool = False,
     roi_descriptors: bool = False,
     standardize_features: bool = False,
+    head_types: Sequence[str] | None = None,
 ) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
     network = I3DClassifier(
@@ -330,6 +354,7 @@ def build_network(
         fine_roi_features=fine_roi_features,
         roi_descriptors=roi_descriptors,
         standardize_features=standardize_features,
+        head_types=head_types,
     )
     logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
@@ -356,4 +381,5 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         fine_roi_features=roi_pooling and bool(recipe.get("fine_roi_features", False)),
         roi_descriptors=roi_pooling and bool(recipe.get("roi_descriptors", False)),
         standardize_features=bool(recipe.get("standardize_features", False)),
+        head_types=[head.type for head in plans.classification_labels],
     )

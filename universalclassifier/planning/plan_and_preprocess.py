@@ -32,7 +32,8 @@ def preprocess_and_save(
     image_files: list[Path],
     roi_file: Path | None,
     plans: Plans,
-    targets: dict[str, int],
+    targets: dict[str, int | float | None],
+    group: str | None,
     out_folder: Path,
     limits: InputLimits = InputLimits(),
 ) -> str:
@@ -41,7 +42,7 @@ def preprocess_and_save(
         case_id, image_files, roi_file, plans,
         max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
     )
-    properties = replace(properties, classification_targets=targets)
+    properties = replace(properties, classification_targets=targets, group=group)
     np.save(out_folder / f"{case_id}.npy", array)
     (out_folder / f"{case_id}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
     return case_id
@@ -54,8 +55,10 @@ def _write_effective_dataset_json(task: ValidatedTask, paths: TaskPaths, roi_fil
         effective["labels"] = {"0": "background", "1": "foreground"}
     entries = []
     for raw_entry, case in zip(task.description.training, task.cases, strict=True):
-        entry: dict[str, str | int] = {"image": str(task.folder / raw_entry.image)}
+        entry: dict[str, str | int | float | None] = {"image": str(task.folder / raw_entry.image)}
         entry.update(case.targets)
+        if case.group is not None:
+            entry["patient_id"] = case.group
         entry["label"] = str(roi_files[case.case_id])
         entries.append(entry)
     effective["training"] = entries
@@ -144,7 +147,7 @@ def _preprocess_stage(
     temporary = new_stage_folder(paths)
     done = map_with_progress(
         preprocess_and_save,
-        [(c.case_id, c.images, c.roi, plans, c.targets, temporary, limits) for c in validated.cases],
+        [(c.case_id, c.images, c.roi, plans, c.targets, c.group, temporary, limits) for c in validated.cases],
         num_workers,
         "Preprocessing",
         show_progress,

@@ -3,7 +3,7 @@
 Preprocessing writes every case into a hidden temporary sibling of the stage folder, then a completion marker
 (`preprocessing_complete.json`: the case ids, the array shape and the hash of the plans the arrays were made
 with), and only then renames the folder into place. Training reads the stage only through
-`read_preprocessed_targets`, which refuses a folder without a marker, a marker made with other plans, missing
+`read_preprocessed_cases`, which refuses a folder without a marker, a marker made with other plans, missing
 cases and arrays of the wrong shape, so an interrupted or stale preprocessing can never be trained on silently.
 """
 
@@ -15,6 +15,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,30 +93,52 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
-def _case_problems(stage: Path, case_id: str, shape: list[int], head_names: Sequence[str]) -> tuple[list[str], dict]:
-    """Problems of one stored case (missing files, wrong shape, unreadable targets) and its targets."""
+@dataclass(frozen=True)
+class StageCases:
+    """The training cases of a stage folder: per case id, its targets in head order (None: unknown), and the groups
+    (patients) of the cases that have one."""
+
+    targets: dict[str, list[int | float | None]]
+    groups: dict[str, str]
+
+
+def _stored_target(value: object, regression: bool) -> int | float | None:
+    """A target as CASE.json stores it, checked: None, an integer value, or a finite number for regression."""
+    if value is None:
+        return None
+    wanted = (int, float) if regression else int
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise ValueError(f"target {value!r} is not a {'number' if regression else 'integer'}")
+    return float(value) if regression else value
+
+
+def _case_problems(
+    stage: Path, case_id: str, shape: list[int], plans: Plans
+) -> tuple[list[str], list[int | float | None], str | None]:
+    """Problems of one stored case (missing files, wrong shape, unreadable targets), its targets and group."""
     array_file, properties_file = stage / f"{case_id}.npy", stage / f"{case_id}.json"
     if not array_file.is_file() or not properties_file.is_file():
-        return [f"case {case_id}: {array_file.name} or {properties_file.name} is missing"], {}
+        return [f"case {case_id}: {array_file.name} or {properties_file.name} is missing"], [], None
     try:
         found = list(np.load(array_file, mmap_mode="r").shape)
     except (OSError, ValueError) as exc:
-        return [f"case {case_id}: {array_file.name} cannot be read ({exc})"], {}
+        return [f"case {case_id}: {array_file.name} cannot be read ({exc})"], [], None
     if found != shape:
-        return [f"case {case_id}: {array_file.name} has shape {found}, the plans expect {shape}"], {}
+        return [f"case {case_id}: {array_file.name} has shape {found}, the plans expect {shape}"], [], None
     try:
         properties = CaseProperties.from_dict(json.loads(properties_file.read_text()), str(properties_file))
         targets = properties.classification_targets or {}
-        return [], {head: int(targets[head]) for head in head_names}
+        values = [_stored_target(targets[h.name], h.is_regression) for h in plans.classification_labels]
+        return [], values, properties.group
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # UserInputError is a ValueError
         return [
             f"case {case_id}: {properties_file.name} is damaged or holds no classification target for every head "
             f"({exc!r})"
-        ], {}
+        ], [], None
 
 
-def read_preprocessed_targets(paths: TaskPaths, plans: Plans) -> dict[str, list[int]]:
-    """Per case id, its classification targets in head order, after checking that the stage folder is complete.
+def read_preprocessed_cases(paths: TaskPaths, plans: Plans) -> StageCases:
+    """The targets and groups of every case, after checking that the stage folder is complete.
 
     Refuses (UserInputError naming the folder and the command to re-run) a stage folder without a completion
     marker, one made with other plans, one whose case count differs from the plans' num_training_cases, and
@@ -142,12 +165,14 @@ def read_preprocessed_targets(paths: TaskPaths, plans: Plans) -> dict[str, list[
             f"{stage} lists {count} case(s) in {COMPLETION_MARKER} but the plans have {plans.num_training_cases} "
             f"training cases; {fix}."
         )
-    problems, targets, shape = [], {}, expected_shape(plans)
+    problems, targets, groups, shape = [], {}, {}, expected_shape(plans)
     for case_id in map(str, case_ids):
-        found, values = _case_problems(stage, case_id, shape, plans.head_names)
+        found, values, group = _case_problems(stage, case_id, shape, plans)
         problems += found
         if not found:
-            targets[case_id] = [values[head] for head in plans.head_names]
+            targets[case_id] = values
+            if group is not None:
+                groups[case_id] = group
     if problems:
         raise UserInputError(f"{stage} is damaged ({len(problems)} problem(s): {_listed(problems)}); {fix}.")
-    return targets
+    return StageCases(targets, groups)

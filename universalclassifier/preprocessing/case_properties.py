@@ -1,7 +1,7 @@
 """The properties of one preprocessed case: its geometry and what cropping, resampling and padding did to it.
 
-Plan-and-preprocess stores them beside each training array as CASE.json (with the case's classification targets);
-training reads the targets back from there.
+Plan-and-preprocess stores them beside each training array as CASE.json (with the case's classification targets and
+group); training reads them back from there.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.preprocessing.cropping import BoundingBox
 
 TARGETS_KEY = "classification_targets"
+GROUP_KEY = "group"
 
 
 def require_keys(raw: object, keys: list[str], source: str) -> dict:
@@ -34,7 +35,8 @@ class CaseProperties:
     """One case as preprocessing saw it; sizes and spacings are per axis, bounding boxes [[start, stop), ...].
 
     The original and cropped values are in original axis order, the resampled ones in the plans' transposed order.
-    `classification_targets` (head name -> value) is set for training cases only.
+    `classification_targets` (head name -> value, None when unknown) is set for training cases only, `group` (the
+    patient) for training cases that have one.
     """
 
     case_id: str
@@ -50,24 +52,27 @@ class CaseProperties:
     separate_z_axis: int | None
     pad_offsets: list[list[int]]
     roi_classes_present: list[int]
-    classification_targets: dict[str, int] | None = None
+    classification_targets: dict[str, int | float | None] | None = None
+    group: str | None = None
 
     def to_dict(self) -> dict:
-        """The JSON-ready form CASE.json stores, keys in field order; without targets when there are none."""
+        """The JSON-ready form CASE.json stores, keys in field order; without targets and group when there are none."""
         values = asdict(self)
-        if self.classification_targets is None:
-            del values[TARGETS_KEY]
+        for key in (TARGETS_KEY, GROUP_KEY):
+            if values[key] is None:
+                del values[key]
         return values
 
     @classmethod
     def from_dict(cls, raw: object, source: str) -> CaseProperties:
         """Read the form `to_dict` writes; a missing key or malformed targets raise a UserInputError naming `source`."""
-        required = [f.name for f in fields(cls) if f.name != TARGETS_KEY]
+        required = [f.name for f in fields(cls) if f.name not in (TARGETS_KEY, GROUP_KEY)]
         values = require_keys(raw, required, source)
-        targets = values.get(TARGETS_KEY)
-        if targets is not None and not isinstance(targets, dict):
+        targets, group = values.get(TARGETS_KEY), values.get(GROUP_KEY)
+        malformed_group = group is not None and not isinstance(group, str)
+        if (targets is not None and not isinstance(targets, dict)) or malformed_group:
             raise UserInputError(
-                f"{source}: '{TARGETS_KEY}' must map head names to values; it was not written by this tool or is "
-                "damaged: re-run plan & preprocess."
+                f"{source}: '{TARGETS_KEY}' must map head names to values and '{GROUP_KEY}' must be a string; it was "
+                "not written by this tool or is damaged: re-run plan & preprocess."
             )
-        return cls(**{name: values[name] for name in required}, classification_targets=targets)
+        return cls(**{name: values[name] for name in required}, classification_targets=targets, group=group)

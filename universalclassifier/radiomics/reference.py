@@ -25,7 +25,7 @@ from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.checks import checked_int
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.metrics import summarize_heads
+from universalclassifier.evaluation.head_summary import summarize_heads
 from universalclassifier.evaluation.summarize import REFERENCE_LABEL
 from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.parallel import map_with_progress
@@ -161,6 +161,18 @@ def _format_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _check_supported(validated: ValidatedTask) -> None:
+    """The reference fits one classifier per head on every case: refuse regression heads and unknown targets."""
+    regression = [h.name for h in validated.description.classification_labels if h.is_regression]
+    missing = sorted({c.case_id for c in validated.cases for value in c.targets.values() if value is None})
+    if regression or missing:
+        found = f"regression head(s) {regression}" if regression else f"cases without a value for a head: {missing[:5]}"
+        raise UserInputError(
+            f"The radiomics reference handles nominal and ordinal heads with a value for every case; this task has "
+            f"{found}. Compare the deep model on a copy of the task without those heads or cases."
+        )
+
+
 def run_radiomics_reference(
     data_root: Path | str,
     task: str | int,
@@ -181,12 +193,14 @@ def run_radiomics_reference(
     logger.info("Radiomics reference of %s from %s", paths.task_name, paths.raw)
     validated = validate_task(paths.raw, num_workers, show_progress)
     heads = validated.description.classification_labels
+    _check_supported(validated)
     table = cached_feature_table(paths, validated, num_workers, show_progress)
 
     case_ids = sorted(case.case_id for case in validated.cases)
     targets_of = {case.case_id: case.targets for case in validated.cases}
     per_head = {head.name: [targets_of[c][head.name] for c in case_ids] for head in heads}
-    splits = load_or_create_splits(paths.splits_file, case_ids, per_head)
+    groups = {case.case_id: case.group for case in validated.cases if case.group is not None}
+    splits = load_or_create_splits(paths.splits_file, case_ids, per_head, groups=groups)
     chosen = list(range(len(splits))) if folds is None else sorted(set(folds))
     fold_sets = [fold_cases(splits, fold, case_ids) for fold in chosen]  # refuses unknown folds before any fitting
     num_values = {head.name: head.num_values for head in heads}
@@ -200,12 +214,12 @@ def run_radiomics_reference(
                 f"Fold {fold} of {paths.splits_file} has {len(train)} training and {len(val)} validation case(s); "
                 "every fold needs both: fix the file or delete it to have it recreated."
             )
-        train_targets = {name: [targets_of[c][name] for c in train] for name in num_values}
+        train_targets = {name: [int(targets_of[c][name]) for c in train] for name in num_values}  # type: ignore[arg-type]
         val_targets = {name: [targets_of[c][name] for c in val] for name in num_values}
         models = fit_reference(table.rows(train), train_targets, num_values, seed)
         probabilities = predict_reference(models, table.rows(val))
         validation = ArtifactLayout(out).validation_folder(fold)
-        summary = write_validation_files(validation, val, num_values, val_targets, probabilities, {"fold": str(fold)})
+        summary = write_validation_files(validation, val, heads, val_targets, probabilities, {"fold": str(fold)})
         chosen_c[fold_folder_name(fold)] = {name: model.c for name, model in models.items()}
         logger.info(
             "Fold %d: %d training, %d validation cases; %s",
@@ -217,8 +231,7 @@ def run_radiomics_reference(
 
     pooled_ids = list(pooled)
     metrics = summarize_heads(
-        list(num_values),
-        list(num_values.values()),
+        heads,
         {name: [targets_of[c][name] for c in pooled_ids] for name in num_values},
         {name: np.array([pooled[c][name] for c in pooled_ids]) for name in num_values},
     )

@@ -127,11 +127,11 @@ class RoiToChannel(AbstractTransform):
 
 
 class ToTensors(AbstractTransform):
-    """Turn "data" into a contiguous float32 tensor and "target" into an int64 tensor; other keys stay as they are."""
+    """Turn "data" and "target" (NaN where unknown) into contiguous float32 tensors; other keys stay as they are."""
 
     def __call__(self, **data_dict: Any) -> dict:
         data_dict["data"] = torch.from_numpy(np.ascontiguousarray(data_dict["data"], dtype=np.float32))
-        data_dict["target"] = torch.from_numpy(np.ascontiguousarray(data_dict["target"], dtype=np.int64))
+        data_dict["target"] = torch.from_numpy(np.ascontiguousarray(data_dict["target"], dtype=np.float32))
         return data_dict
 
 

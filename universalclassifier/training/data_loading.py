@@ -41,8 +41,8 @@ class CaseBatchLoader(SlimDataLoaderBase):
             raise ValueError(
                 f"targets must be a 2D array (num_cases, num_heads), got shape {targets.shape}."
             )
-        if not np.issubdtype(targets.dtype, np.integer):
-            raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}.")
+        if not np.issubdtype(targets.dtype, np.number):
+            raise ValueError(f"targets must be numbers (NaN where unknown), got dtype {targets.dtype}.")
         if len(targets) != len(files):
             raise ValueError(f"Got {len(files)} array file(s) but {len(targets)} row(s) of targets; they must match.")
         ids = [f.stem for f in files] if case_ids is None else [str(c) for c in case_ids]
@@ -58,7 +58,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
                 raise ValueError("sample_weights must hold one non-negative probability per case, summing to 1.")
         super().__init__(files, int(batch_size))
         self.sample_weights = sample_weights
-        self.targets = targets.astype(np.int64)
+        self.targets = targets.astype(np.float32)
         self.case_ids = ids
         self.array_shape = _common_shape(files)
 

@@ -13,22 +13,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.checks import checked_int
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.metrics import macro_auc, plot_roc_curves
+from universalclassifier.evaluation.head_summary import headline, plot_head
+from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.evaluation.validation_files import write_validation_files
+from universalclassifier.network.heads import head_predictions
 from universalclassifier.network.i3d import network_for
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, ArtifactLayout, TaskPaths, fold_folder_name
-from universalclassifier.planning.stage import read_preprocessed_targets, rerun_command
+from universalclassifier.planning.stage import read_preprocessed_cases, rerun_command
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
 from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
+from universalclassifier.training.losses import summed_loss
 from universalclassifier.training.optimization import Optimizers
 from universalclassifier.training.progress import plot_progress
 from universalclassifier.training.recipes import Recipe, recipe_for
@@ -67,17 +69,6 @@ def _format_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def summed_cross_entropy(
-    outputs: list[torch.Tensor], target: torch.Tensor, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Sum over heads of the cross-entropy of head i's logits against target[:, i]."""
-    losses = [
-        F.cross_entropy(logits.float(), target[:, i], label_smoothing=label_smoothing)
-        for i, logits in enumerate(outputs)
-    ]
-    return torch.stack(losses).sum()
-
-
 class ClassifierTrainer:
     """One fold of training: data, network, optimizer, checkpoints, logs and validation."""
 
@@ -108,18 +99,14 @@ class ClassifierTrainer:
         else:
             self.device = torch.device("cpu")
         self.use_amp = self.device.type == "cuda" and not options.fp32
-        self.case_targets = self._read_case_targets()
+        stage = read_preprocessed_cases(self.paths, self.plans)
+        self.case_targets, self.case_groups = stage.targets, stage.groups
         self.train_ids, self.val_ids = self._split()
         self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
         torch.manual_seed(options.seed)
         self.network = network_for(self.plans, self.recipe.to_dict()).to(self.device)
-        self.model = (
-            DistributedDataParallel(
-                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-            if self.context.enabled
-            else self.network
-        )
+        self.model = self._parallel_model()
+        self.backbone_frozen = False
         self.optimizers = Optimizers(self.recipe, self.network)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
@@ -137,27 +124,34 @@ class ClassifierTrainer:
             )
         return Plans.load(self.paths.plans_file)
 
-    def _read_case_targets(self) -> dict[str, list[int]]:
-        """Targets of every preprocessed case; refuses incomplete, stale or misshapen preprocessed data."""
-        return read_preprocessed_targets(self.paths, self.plans)
-
     def _split(self) -> tuple[list[str], list[str]]:
         case_ids = sorted(self.case_targets)
         per_head = {head: [self.case_targets[c][i] for c in case_ids] for i, head in enumerate(self.plans.head_names)}
+        regression = [head.name for head in self.plans.classification_labels if head.is_regression]
+
+        def splits() -> list[dict[str, list[str]]]:
+            return load_or_create_splits(
+                self.paths.splits_file, case_ids, per_head, regression_labels=regression, groups=self.case_groups
+            )
+
         if self.context.is_main:
-            splits = load_or_create_splits(self.paths.splits_file, case_ids, per_head)
+            folds = splits()
         self.context.barrier()
         if not self.context.is_main:
-            splits = load_or_create_splits(self.paths.splits_file, case_ids, per_head)
-        train, val = fold_cases(splits, self.fold, case_ids)
+            folds = splits()
+        train, val = fold_cases(folds, self.fold, case_ids)
         logger.info("Fold %s: %d training and %d validation cases", self.fold, len(train), len(val))
         return train, val
+
+    def _first_head_is_a_class(self) -> bool:
+        """Balanced sampling balances the first head's values; a regression head has none to balance."""
+        return not self.plans.classification_labels[0].is_regression
 
     def _array_file(self, case_id: str) -> Path:
         return self.paths.stage_folder / f"{case_id}.npy"
 
     def _batches(self, case_ids: list[str], train: bool) -> BatchGenerator:
-        targets = np.array([self.case_targets[c] for c in case_ids], dtype=np.int64)
+        targets = np.array([self.case_targets[c] for c in case_ids], dtype=np.float32)  # None becomes NaN
         return make_batch_generator(
             [self._array_file(c) for c in case_ids],
             targets,
@@ -168,7 +162,7 @@ class ClassifierTrainer:
             seed=self.options.seed + 1000 * self.context.rank + (0 if train else 500) + self.epoch,
             case_ids=case_ids,
             augmentation=self.recipe.augmentation,
-            balanced_sampling=train and self.recipe.balanced_sampling,
+            balanced_sampling=train and self.recipe.balanced_sampling and self._first_head_is_a_class(),
         )
 
     # ----------------------------------------------------------- checkpoints
@@ -274,12 +268,28 @@ class ClassifierTrainer:
             )
 
     # -------------------------------------------------------------- training
+    def _parallel_model(self) -> torch.nn.Module:
+        """The network, wrapped for DDP when several processes train (DDP syncs the parameters that need gradients
+        when it is built)."""
+        if not self.context.enabled:
+            return self.network
+        return DistributedDataParallel(
+            self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
+
+    def _freeze_backbone(self, frozen: bool) -> None:
+        """Train the heads alone (no gradients, so no backward pass, for the backbone) or every layer."""
+        if frozen != self.backbone_frozen:
+            self.network.set_backbone_trainable(not frozen)
+            self.backbone_frozen = frozen
+            self.model = self._parallel_model()
+
     def _train_step(self, batch: dict) -> float:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         self.optimizers.zero_grad()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            loss = summed_cross_entropy(self.model(data), target, self.recipe.label_smoothing)
+            loss = summed_loss(self.plans.classification_labels, self.model(data), target, self.recipe.label_smoothing)
         self.scaler.scale(loss).backward()
         for optimizer in self.optimizers.all:
             self.scaler.unscale_(optimizer)
@@ -290,9 +300,9 @@ class ClassifierTrainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def _predict_batch(self, data: torch.Tensor) -> list[torch.Tensor]:
+    def _outputs(self, data: torch.Tensor) -> list[torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            return [logits.float() for logits in self.network(data.to(self.device, non_blocking=True))]
+            return [output.float() for output in self.network(data.to(self.device, non_blocking=True))]
 
     def _mean_over_ranks(self, value: float) -> float:
         if not self.context.enabled:
@@ -307,6 +317,7 @@ class ClassifierTrainer:
         learning_rate = self.recipe.learning_rate_at(self.epoch, self.options.max_num_epochs)
         frozen = self.recipe.backbone_frozen_at(self.epoch, self.options.max_num_epochs)
         self.optimizers.set_learning_rate(learning_rate, frozen)
+        self._freeze_backbone(frozen)
         self.model.train()
         losses, waited = [], 0.0
         steps = tqdm(
@@ -325,23 +336,30 @@ class ClassifierTrainer:
         return TrainResult(loss, learning_rate, frozen, time.perf_counter() - start, waited)
 
     def validate_epoch(self, batches: Iterator[dict]) -> ValidationResult:
-        """Hook: loss and per-head AUC of the network in evaluation mode on `num_val_batches_per_epoch` batches."""
+        """Hook: loss and per-head AUC of the network in evaluation mode on `num_val_batches_per_epoch` batches.
+
+        The AUC is over the cases with a known target; a regression head has none (None).
+        """
         self.network.eval()
+        labels = self.plans.classification_labels
         losses: list[float] = []
-        probabilities: list[list[np.ndarray]] = [[] for _ in self.plans.head_names]
+        predictions: list[list[np.ndarray]] = [[] for _ in labels]
         targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
             batch = next(batches)
-            outputs = self._predict_batch(batch["data"])
-            losses.append(float(summed_cross_entropy(outputs, batch["target"].to(self.device))))
-            for i, logits in enumerate(outputs):
-                probabilities[i].append(torch.softmax(logits, dim=1).cpu().numpy())
+            outputs = self._outputs(batch["data"])
+            losses.append(float(summed_loss(labels, outputs, batch["target"].to(self.device))))
+            for i, prediction in enumerate(head_predictions(labels, outputs)):
+                predictions[i].append(prediction.cpu().numpy())
             targets.append(batch["target"].numpy())
         all_targets = np.concatenate(targets)
-        aucs = {
-            head: macro_auc(all_targets[:, i], np.concatenate(probabilities[i]))
-            for i, head in enumerate(self.plans.head_names)
-        }
+        aucs: dict[str, float | None] = {}
+        for i, label in enumerate(labels):
+            known = ~np.isnan(all_targets[:, i])
+            aucs[label.name] = (
+                None if label.is_regression
+                else macro_auc(all_targets[known, i].astype(np.int64), np.concatenate(predictions[i])[known])
+            )
         return ValidationResult(self._mean_over_ranks(float(np.mean(losses))), aucs)
 
     def end_epoch(self, train: TrainResult, validation: ValidationResult, epoch_seconds: float) -> None:
@@ -408,32 +426,28 @@ class ClassifierTrainer:
     def validate(self) -> dict:
         """Predict every validation case as a whole image and write validation/ (predictions, summary, ROC plots)."""
         self.network.eval()
-        probabilities: dict[str, list[np.ndarray]] = {head: [] for head in self.plans.head_names}
+        labels = self.plans.classification_labels
+        predictions: dict[str, list[np.ndarray]] = {label.name: [] for label in labels}
         for case_id in tqdm(self.val_ids, desc="Validation", disable=not self.options.show_progress):
             array = to_network_input(np.load(self._array_file(case_id)), self.plans.num_roi_classes)
-            outputs = self._predict_batch(torch.from_numpy(array[None]))
-            for head, logits in zip(self.plans.head_names, outputs, strict=True):
-                probabilities[head].append(torch.softmax(logits, dim=1)[0].cpu().numpy())
-        stacked = {head: np.stack(values) for head, values in probabilities.items()}
+            outputs = self._outputs(torch.from_numpy(array[None]))
+            for label, prediction in zip(labels, head_predictions(labels, outputs), strict=True):
+                predictions[label.name].append(prediction[0].cpu().numpy())
+        stacked = {head: np.stack(values) for head, values in predictions.items()}
         targets = {
             head: [self.case_targets[c][i] for c in self.val_ids] for i, head in enumerate(self.plans.head_names)
         }
         folder = self.layout.validation_folder(self.fold)
-        head_sizes = dict(zip(self.plans.head_names, self.plans.head_sizes, strict=True))
         summary = write_validation_files(
-            folder, self.val_ids, head_sizes, targets, stacked, {"fold": str(self.fold), "epoch": self.epoch}
+            folder, self.val_ids, labels, targets, stacked, {"fold": str(self.fold), "epoch": self.epoch}
         )
-        for head in self.plans.head_names:
-            plot_roc_curves(
-                targets[head],
-                stacked[head],
-                f"{self.paths.task_name} {fold_folder_name(self.fold)}: {head}",
-                folder / f"roc_{head}.png",
-            )
+        for label in labels:
+            title = f"{self.paths.task_name} {fold_folder_name(self.fold)}: {label.name}"
+            plot_head(label, targets[label.name], stacked[label.name], title, folder)
         logger.info(
             "Validation of %d cases: %s",
             len(self.val_ids),
-            ", ".join(f"{h} AUC {_format_auc(m['auc'])} accuracy {m['accuracy']:.3f}" for h, m in summary.items()),
+            "; ".join(f"{label.name} {headline(label, summary[label.name])}" for label in labels),
         )
         return summary
 
