@@ -112,6 +112,14 @@ def process_module():
             {"input_interfaces": ["a"], "output_interfaces": ["b"], "roi_interface": "c"},
             r"unknown key\(s\) \['roi_interface'\]",
         ),
+        (
+            {"input_interfaces": ["a"], "output_interfaces": ["b"], "covariate_interfaces": ["age"]},
+            "'covariate_interfaces' must map covariate names to interface slugs",
+        ),
+        (
+            {"input_interfaces": ["a"], "output_interfaces": ["b"], "impute_missing_covariates": "yes"},
+            "'impute_missing_covariates' must be true or false",
+        ),
     ],
 )
 def test_config_errors(process_module, tmp_path, config, message):
@@ -126,3 +134,38 @@ def test_output_count_must_match_the_model(process_module, model, input_dir, tmp
     with pytest.raises(UserInputError, match=r"predicts 2 classification label\(s\) but .* lists 1 output"):
         process_module.run(input_dir, tmp_path / "output", model.data_root / "trained_models", tmp_path / "config.json")
     assert process_module.main(["--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_covariates_come_from_value_interfaces(process_module, tmp_path):
+    """A model trained with covariates reads each one from its <input>/<interface>.json."""
+    root = tmp_path / "data"
+    generate_task(root, 22, "GcCovariates", num_cases=10, base_size=(8, 20, 20), num_test=1, seed=2, label_types=True)
+    plan_and_preprocess(root, 22, num_workers=1, show_progress=False)
+    paths = TaskPaths.find(root, 22)
+    ClassifierTrainer(paths, "all", TINY).run_training()
+    folder = tmp_path / "input"
+    for interface, source in (
+        ("ct-image", paths.raw / "imagesTs" / "case_0010_0000.nii.gz"),
+        ("organ-segmentation", paths.raw / "labelsTs" / "case_0010.nii.gz"),
+    ):
+        (folder / "images" / interface).mkdir(parents=True)
+        shutil.copy(source, folder / "images" / interface / "image.nii.gz")
+    (folder / "patient-age.json").write_text("67.5\n")
+    (folder / "patient-sex.json").write_text('"F"\n')
+    outputs = ["contrast", "size", "volume", "strength", "risk"]
+    config = {
+        "input_interfaces": ["ct-image"], "roi_segmentation_interface": "organ-segmentation",
+        "output_interfaces": outputs, "covariate_interfaces": {"age": "patient-age", "sex": "patient-sex"},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    artifact = root / "trained_models"
+    written = process_module.run(folder, tmp_path / "output", artifact, tmp_path / "config.json")
+    from universalclassifier import predict
+
+    images = [folder / "images" / "ct-image" / "image.nii.gz"]
+    roi = folder / "images" / "organ-segmentation" / "image.nii.gz"
+    assert list(written.values()) == predict(artifact, images, roi, covariates={"age": 67.5, "sex": "F"})
+    assert json.loads((tmp_path / "output" / "volume.json").read_text()) == written["volume"]
+    (folder / "patient-age.json").unlink()
+    with pytest.raises(UserInputError, match=r"No file .*patient-age.json for covariate 'age'"):
+        process_module.run(folder, tmp_path / "output", artifact, tmp_path / "config.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -168,7 +169,8 @@ def test_plans_refuse_a_damaged_regression_head():
 
 # ------------------------------------------------------------------------------------------------ end to end
 def test_label_types_end_to_end(tmp_path):
-    """Ordinal, regression and a head with missing values, patients with two scans: plan, train, summarize, predict."""
+    """Ordinal, regression, a head with missing values, covariates and patients with two scans: plan, train, summarize,
+    predict (one case and a folder)."""
     from universalclassifier.evaluation.summarize import summarize_cross_validation
     from universalclassifier.inference.predict import predict
     from universalclassifier.paths import TaskPaths
@@ -181,9 +183,12 @@ def test_label_types_end_to_end(tmp_path):
     plan_and_preprocess(tmp_path, 7, num_workers=1, show_progress=False)
     task = TaskPaths.find(tmp_path, 7)
     plans = Plans.load(task.plans_file)
-    assert [h.type for h in plans.classification_labels] == ["nominal", "ordinal", "regression", "nominal"]
+    assert [h.type for h in plans.classification_labels] == ["nominal", "ordinal", "regression", "nominal", "nominal"]
     volume = plans.classification_labels[2]
     assert volume.target_mean > 0 and volume.target_sd > 0
+    age, sex = plans.covariates
+    assert (age.name, age.type, sex.values) == ("age", "numeric", ("F", "M")) and 40 <= age.fill <= 80
+    assert plans.covariate_width == 2 + 3 and 40 < age.mean < 80
     dataset = json.loads((task.raw / "dataset.json").read_text())
     groups = {e["image"].split("/")[-1].split(".")[0]: e["patient_id"] for e in dataset["training"]}
 
@@ -192,6 +197,10 @@ def test_label_types_end_to_end(tmp_path):
     )
     trainer = ClassifierTrainer(task, 0, options, trainer_name="ClassifierTrainer")
     assert trainer.case_groups == groups
+    case = next(e for e in dataset["training"] if e["covariates"]["age"] is None)  # an unknown age: imputed, flagged
+    encoded = trainer.case_covariates[case["image"].split("/")[-1].split(".")[0]]
+    assert encoded[:2] == pytest.approx([(age.fill - age.mean) / age.sd, 1.0])
+    assert list(encoded[2:]) == [float(case["covariates"]["sex"] == "F"), float(case["covariates"]["sex"] == "M"), 0.0]
     splits = json.loads(task.splits_file.read_text())
     for fold in splits:  # the two scans of a patient are never split between training and validation
         assert not {groups[c] for c in fold["train"]} & {groups[c] for c in fold["val"]}
@@ -215,9 +224,41 @@ def test_label_types_end_to_end(tmp_path):
     assert "| Regression head | Cases | MAE [95% CI]" in report and "quadratic weighted kappa" in report
 
     images = sorted(task.raw.joinpath("imagesTr").glob("case_0000_*"))
-    contrast, size, lesion_volume, strength = predict(
-        task.data_root / "trained_models", images, task.raw / "labelsTr" / "case_0000.nii.gz"
-    )
-    assert 0 <= contrast <= 1 and 0 <= strength <= 1
+    artifact, roi = task.data_root / "trained_models", task.raw / "labelsTr" / "case_0000.nii.gz"
+    contrast, size, lesion_volume, strength, risk = predict(artifact, images, roi, covariates={"age": 70, "sex": "F"})
+    assert 0 <= contrast <= 1 and 0 <= strength <= 1 and 0 <= risk <= 1
     assert len(size) == 3 and sum(size) == pytest.approx(1, abs=1e-6) and min(size) >= 0
     assert isinstance(lesion_volume, float) and math.isfinite(lesion_volume)
+    with pytest.raises(UserInputError, match=r"trained with the covariates \['age', 'sex'\]: pass covariates="):
+        predict(artifact, images, roi)
+    with pytest.raises(UserInputError, match=r"No value for the covariate\(s\) \['age'\]"):
+        predict(artifact, images, roi, covariates={"sex": "M"})
+    with pytest.raises(UserInputError, match=r"covariate 'sex' = 'X' is not one of \['F', 'M'\]"):
+        predict(artifact, images, roi, covariates={"age": 50, "sex": "X"})
+    imputed = predict(artifact, images, roi, covariates={"sex": "M"}, impute_missing_covariates=True)
+    assert len(imputed) == 5 and 0 <= imputed[4] <= 1
+
+    # a folder of cases with a covariates CSV, checked before any case is predicted
+    from universalclassifier.inference.predict_folder import predict_folder
+
+    inputs, rois, out = tmp_path / "in", tmp_path / "seg", tmp_path / "out"
+    inputs.mkdir(), rois.mkdir()
+    for n in (0, 1):
+        shutil.copy(task.raw / "imagesTr" / f"case_000{n}_0000.nii.gz", inputs)
+        shutil.copy(task.raw / "labelsTr" / f"case_000{n}.nii.gz", rois)
+    table = tmp_path / "covariates.csv"
+    table.write_text("case_id,age,sex\ncase_0000,71.5,F\n")
+    with pytest.raises(UserInputError, match="case case_0001 in .*covariates.csv: This model was trained with the"):
+        predict_folder(artifact, inputs, out, rois, show_progress=False, covariates_file=table)
+    assert not out.exists() or not any(out.iterdir())  # refused before any case was predicted
+    table.write_text("case_id,age,sex\ncase_0000,71.5,F\ncase_0001,,M\n")
+    assert predict_folder(
+        artifact, inputs, out, rois, show_progress=False, covariates_file=table, impute_missing_covariates=True
+    ) == []
+    result = json.loads((out / "case_0000.json").read_text())
+    assert result["high_risk"] == pytest.approx(
+        predict(artifact, images, roi, covariates={"age": 71.5, "sex": "F"})[4], abs=1e-6
+    )
+    table.write_text("case_id,age,weight\ncase_0000,71.5,80\n")
+    with pytest.raises(UserInputError, match=r"needs the columns case_id and \['age', 'sex'\]"):
+        predict_folder(artifact, inputs, out, rois, show_progress=False, covariates_file=table)

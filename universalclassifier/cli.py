@@ -102,6 +102,15 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
     parser.add_argument("--overwrite_existing", action="store_true", help="predict cases whose JSON already exists")
+    parser.add_argument(
+        "--covariates", default=None, metavar="CSV",
+        help="covariate values of the cases (columns case_id and one per covariate; empty = unknown), for models "
+        "trained with covariates",
+    )
+    parser.add_argument(
+        "--impute_missing_covariates", action="store_true",
+        help="impute unknown covariate values (or all of them, without --covariates) as in training",
+    )
     _add_limit_options(parser)
     add_common_options(parser)
     return parser
@@ -125,6 +134,8 @@ def _predict(args: argparse.Namespace) -> None:
         overwrite=args.overwrite_existing,
         show_progress=not args.quiet,
         limits=_limits(args),
+        covariates_file=None if args.covariates is None else Path(args.covariates),
+        impute_missing_covariates=args.impute_missing_covariates,
     )
     if failed:
         raise UserInputError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the log above).")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from universalclassifier.atomic import write_json_atomic
+from universalclassifier.covariates import Covariate, encoded_width
 from universalclassifier.errors import UserInputError
 
 FORMAT_VERSION = 1
@@ -115,6 +116,7 @@ class Plans:
     classification_labels: list[ClassificationLabel]
     num_training_cases: int
     format_version: int = FORMAT_VERSION
+    covariates: list[Covariate] = field(default_factory=list)  # with their training statistics; none: no key
 
     @property
     def num_modalities(self) -> int:
@@ -125,17 +127,26 @@ class Plans:
         return [head.name for head in self.classification_labels]
 
     @property
+    def covariate_width(self) -> int:
+        """The length of the encoded covariate vector the network reads (0 without covariates)."""
+        return encoded_width(self.covariates)
+
+    @property
     def head_sizes(self) -> list[int]:
         """Per head, the width of its prediction: the number of values, or 1 for a regression head."""
         return [head.num_values for head in self.classification_labels]
 
     def to_dict(self) -> dict:
         """The plans as JSON-ready data, as plans.json stores them (the labels in their dataset.json form)."""
-        return {
+        result = {
             **asdict(self),
             "classification_labels": [head.to_dict() for head in self.classification_labels],
+            "covariates": [covariate.to_dict() for covariate in self.covariates],
             "num_modalities": self.num_modalities,
         }
+        if not self.covariates:  # plans of tasks without covariates keep the form (and hash) older versions wrote
+            del result["covariates"]
+        return result
 
     def content_hash(self) -> str:
         """SHA-256 of the plans' canonical JSON (sorted keys, no whitespace): equal plans give equal hashes."""
@@ -155,7 +166,7 @@ class Plans:
                 f"{source} has format_version {version!r}, this universalclassifier reads version {FORMAT_VERSION}; "
                 "re-run plan & preprocess (and training) with this version, or install the version that wrote it."
             )
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.name != "covariates"]
         missing = [n for n in names if n not in raw]
         if missing:
             raise UserInputError(f"{source} lacks the key(s) {missing}; it was not written by this tool or is damaged.")
@@ -166,7 +177,14 @@ class Plans:
             ClassificationLabel.from_dict(head, f"{source}: classification_labels[{i}]")
             for i, head in enumerate(labels)
         ]
-        return cls(**{n: raw[n] for n in names if n != "classification_labels"}, classification_labels=heads)
+        covariates = raw.get("covariates", [])
+        if not isinstance(covariates, list):
+            raise UserInputError(f"{source}: 'covariates' must be a list; re-run plan & preprocess.")
+        return cls(
+            **{n: raw[n] for n in names if n != "classification_labels"},
+            classification_labels=heads,
+            covariates=[Covariate.from_dict(c, f"{source}: covariates[{i}]") for i, c in enumerate(covariates)],
+        )
 
     @classmethod
     def load(cls, path: Path) -> "Plans":

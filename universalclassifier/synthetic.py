@@ -4,9 +4,10 @@ Every case is a body (ellipsoid, zero outside) holding an organ (the ROI) with o
 label `lesion_contrast` says whether the lesion is darker (0) or brighter (1) than the organ; the 3-value
 label `lesion_size` (ordinal) says whether its radius is small, medium or large relative to the organ.
 
-With `label_types`, three more heads use the other label types: `lesion_volume` (regression: the lesion's volume in
-ml), `contrast_strength` (known only for brighter lesions, null otherwise: mild or strong brightening) and every two
-consecutive cases are scans of one patient (`patient_id`).
+With `label_types`, more heads use the other label types and covariates: `lesion_volume` (regression: the lesion's
+volume in ml), `contrast_strength` (known only for brighter lesions, null otherwise: mild or strong brightening),
+`high_risk` (a brighter lesion in a patient aged 60 or more: it needs the covariate `age`, unknown for about 10% of
+cases; `sex` carries no signal), and every two consecutive cases are scans of one patient (`patient_id`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ HEADS = [
 LABEL_TYPE_HEADS = [
     {"name": "lesion_volume", "type": "regression"},
     {"name": "contrast_strength", "values": {"0": "mild", "1": "strong"}},
+    {"name": "high_risk", "values": {"0": "no", "1": "yes"}},
 ]
+COVARIATES = [{"name": "age", "type": "numeric"}, {"name": "sex", "type": "categorical", "values": ["F", "M"]}]
+RISK_AGE = 60.0
 _STRENGTH = (0.6, 1.4)  # lesion contrast factor of mild and strong brightening
 
 
@@ -121,15 +125,20 @@ def generate_task(
         if with_roi:
             write_image(roi, geometry, folder / f"labels{split}" / f"{case_id}{extension}")
         targets: dict[str, int | float | None] = {"lesion_contrast": contrast, "lesion_size": lesion_size}
+        covariates: dict = {}
         if label_types:
+            patient = np.random.default_rng([seed, index // 2])  # both scans of a patient share age and sex
+            age, sex = round(float(patient.uniform(40, 80)), 1), ["F", "M"][int(patient.integers(2))]
             targets["lesion_volume"] = round(float(lesion.sum()) * float(np.prod(case_spacing)) / 1000.0, 5)
             targets["contrast_strength"] = strength
+            targets["high_risk"] = int(contrast == 1 and age >= RISK_AGE)
+            covariates = {"age": None if rng.uniform() < 0.1 else age, "sex": sex}
         if split == "Ts":
-            test_targets[case_id] = targets
+            test_targets[case_id] = {**targets, **({"covariates": covariates} if covariates else {})}
             continue
         entry: dict = {"image": f"./imagesTr/{case_id}{extension}", **targets}
         if label_types:
-            entry["patient_id"] = f"patient_{index // 2:03d}"
+            entry.update(patient_id=f"patient_{index // 2:03d}", covariates=covariates)
         if with_roi:
             entry["label"] = f"./labelsTr/{case_id}{extension}"
         training.append(entry)
@@ -145,6 +154,8 @@ def generate_task(
     }
     if with_roi:
         dataset["labels"] = {"0": "background", "1": "organ"}
+    if label_types:
+        dataset["covariates"] = COVARIATES
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
     if num_test:
         (folder / "test_targets.json").write_text(json.dumps(test_targets, indent=2) + "\n")

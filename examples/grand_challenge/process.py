@@ -6,12 +6,15 @@
     {
       "input_interfaces": ["ct-image"],                      # one per modality, in dataset.json order
       "roi_segmentation_interface": "organ-segmentation",    # or null for a model trained without ROIs
-      "output_interfaces": ["lesion-contrast-likelihood", "lesion-size-likelihoods"]  # one per classification label
+      "output_interfaces": ["lesion-contrast-likelihood", "lesion-size-likelihoods"], # one per classification label
+      "covariate_interfaces": {"age": "patient-age", "sex": "patient-sex"},  # optional: model covariate -> interface
+      "impute_missing_covariates": false                     # optional: impute null covariate values as in training
     }
 
-Each image interface is read from `<input>/images/<interface>/` (exactly one image file there); each output is
-written as `<output>/<interface>.json`: the probability of value 1 for a binary label, else the list of
-per-value probabilities.
+Each image interface is read from `<input>/images/<interface>/` (exactly one image file there), each covariate from
+the value interface `<input>/<interface>.json` (a number, a category string or null); each output is written as
+`<output>/<interface>.json`: the probability of value 1 for a binary label, the value for a regression label, else the
+list of per-value probabilities.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from universalclassifier.dataset.image_io import split_extension
@@ -33,7 +36,10 @@ DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
 DEFAULT_ARTIFACT = Path("/opt/algorithm/artifact")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "task_config.json"
-_CONFIG_KEYS = {"input_interfaces", "output_interfaces", "roi_segmentation_interface"}
+_CONFIG_KEYS = {
+    "input_interfaces", "output_interfaces", "roi_segmentation_interface", "covariate_interfaces",
+    "impute_missing_covariates",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class TaskConfig:
     input_interfaces: list[str]
     output_interfaces: list[str]
     roi_segmentation_interface: str | None
+    covariate_interfaces: dict[str, str] = field(default_factory=dict)
+    impute_missing_covariates: bool = False
 
 
 def _slug_list(config: dict, key: str, path: Path) -> list[str]:
@@ -74,7 +82,32 @@ def load_config(path: Path) -> TaskConfig:
     roi = config.get("roi_segmentation_interface")
     if roi is not None and not _is_slug(roi):
         raise UserInputError(f"{path}: 'roi_segmentation_interface' must be an interface slug or null (got {roi!r}).")
-    return TaskConfig(_slug_list(config, "input_interfaces", path), _slug_list(config, "output_interfaces", path), roi)
+    covariates = config.get("covariate_interfaces", {})
+    if not isinstance(covariates, dict) or not all(isinstance(k, str) and _is_slug(v) for k, v in covariates.items()):
+        raise UserInputError(f"{path}: 'covariate_interfaces' must map covariate names to interface slugs.")
+    impute = config.get("impute_missing_covariates", False)
+    if not isinstance(impute, bool):
+        raise UserInputError(f"{path}: 'impute_missing_covariates' must be true or false (got {impute!r}).")
+    return TaskConfig(
+        _slug_list(config, "input_interfaces", path), _slug_list(config, "output_interfaces", path), roi,
+        covariates, impute,
+    )
+
+
+def read_covariates(input_dir: Path, interfaces: dict[str, str]) -> dict[str, object] | None:
+    """Each covariate's value from its value interface `<input_dir>/<interface>.json`; None without covariates."""
+    if not interfaces:
+        return None
+    values = {}
+    for name, interface in interfaces.items():
+        path = input_dir / f"{interface}.json"
+        try:
+            values[name] = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserInputError(f"No file {path} for covariate '{name}' (interface '{interface}').") from None
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path} (covariate '{name}') is not valid JSON: {exc}.") from None
+    return values
 
 
 def find_interface_image(input_dir: Path, interface: str) -> Path:
@@ -102,7 +135,10 @@ def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) ->
 
     from universalclassifier import predict  # imports torch: only once the inputs are known to be there
 
-    result = predict(artifact, images, roi)
+    covariates = read_covariates(input_dir, config.covariate_interfaces)
+    result = predict(
+        artifact, images, roi, covariates=covariates, impute_missing_covariates=config.impute_missing_covariates
+    )
     if len(result) != len(config.output_interfaces):
         raise UserInputError(
             f"The model predicts {len(result)} classification label(s) but {config_file} lists "

@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
+from universalclassifier.covariates import COVARIATE_TYPES, Covariate, CovariateValue, check_case_covariates
 from universalclassifier.dataset.image_io import split_extension
-from universalclassifier.errors import TaskValidationError
+from universalclassifier.errors import TaskValidationError, UserInputError
 from universalclassifier.plans import HEAD_TYPES, ClassificationLabel  # defined there: plans.json stores the heads too
 
 REQUIRED_KEYS = ("modality", "classification_labels", "training")
@@ -38,6 +39,7 @@ class TrainingEntry:
     label: str | None
     targets: dict[str, int | float | None]
     group: str | None = None  # the patient (or other unit) the case belongs to: one group never spans folds
+    covariates: dict[str, CovariateValue] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class DatasetDescription:
     roi_labels: dict[int, str] | None
     training: list[TrainingEntry]
     raw: dict = field(repr=False)
+    covariates: tuple[Covariate, ...] = ()  # with the training cases' statistics
 
     @property
     def num_modalities(self) -> int:
@@ -182,8 +185,65 @@ def _group(case_id: str, item: dict, problems: list[str]) -> str | None:
     return None
 
 
+def _parse_covariates(raw: object, problems: list[str]) -> list[Covariate]:
+    """The top-level "covariates" declarations (see universalclassifier/covariates.py)."""
+    if raw is None:
+        return []
+    example = '[{"name": "age", "type": "numeric"}, {"name": "sex", "type": "categorical", "values": ["F", "M"]}]'
+    if not isinstance(raw, list):
+        problems.append(f"'covariates' must be a list such as {example}.")
+        return []
+    covariates: list[Covariate] = []
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        kind = item.get("type") if isinstance(item, dict) else None
+        values = item.get("values") if isinstance(item, dict) else None
+        if not is_safe_name(name) or kind not in COVARIATE_TYPES:
+            problems.append(
+                f"covariates[{i}] needs a 'name' ({SAFE_NAME_RULE}) and a 'type' among {list(COVARIATE_TYPES)}, e.g. "
+                f"{example}."
+            )
+        elif kind == "categorical" and (
+            not isinstance(values, list) or len(set(values)) != len(values) or len(values) < 2
+            or not all(isinstance(v, str) and v for v in values)
+        ):
+            problems.append(f"covariate '{name}' is categorical: give its 'values' as 2 or more distinct strings.")
+        elif kind == "numeric" and values is not None:
+            problems.append(f"covariate '{name}' is numeric and has 'values'; remove them or make it categorical.")
+        elif any(c.name == name for c in covariates):
+            problems.append(f"covariate name '{name}' appears twice; names must be unique.")
+        else:
+            covariates.append(Covariate(name, kind, tuple(values or ())))  # type: ignore[arg-type]
+    return covariates
+
+
+def _case_covariates(
+    case_id: str, item: dict, covariates: list[Covariate], problems: list[str]
+) -> dict[str, CovariateValue]:
+    if not covariates and "covariates" in item:
+        problems.append(f"case {case_id} has 'covariates' but the task declares none; declare them at the top level.")
+        return {}
+    try:
+        return check_case_covariates(covariates, item.get("covariates"), f"case {case_id}")
+    except UserInputError as exc:
+        problems.append(str(exc))
+        return {}
+
+
+def _with_covariate_statistics(
+    covariates: list[Covariate], entries: list[TrainingEntry], problems: list[str]
+) -> tuple[Covariate, ...]:
+    fitted = []
+    for covariate in covariates:
+        known = [v for e in entries if (v := e.covariates.get(covariate.name)) is not None]
+        if entries and not known:
+            problems.append(f"covariate '{covariate.name}' has no known value in any training case.")
+        fitted.append(covariate.fit(known) if known else covariate)
+    return tuple(fitted)
+
+
 def _parse_entry(
-    index: int, item: object, heads: list[ClassificationLabel], problems: list[str]
+    index: int, item: object, heads: list[ClassificationLabel], covariates: list[Covariate], problems: list[str]
 ) -> TrainingEntry | None:
     if not isinstance(item, dict) or not isinstance(item.get("image"), str):
         problems.append(f"training[{index}] needs an 'image' path such as \"./imagesTr/case_0001.nii.gz\".")
@@ -215,7 +275,12 @@ def _parse_entry(
         )
         label = None
     return TrainingEntry(
-        case_id=case_id, image=item["image"], label=label, targets=targets, group=_group(case_id, item, problems)
+        case_id=case_id,
+        image=item["image"],
+        label=label,
+        targets=targets,
+        group=_group(case_id, item, problems),
+        covariates=_case_covariates(case_id, item, covariates, problems),
     )
 
 
@@ -282,6 +347,7 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
     if unsafe:
         problems.append(f"'modality' names {unsafe} are not allowed: use {MODALITY_NAME_RULE} (e.g. \"CT\", \"T2\").")
     heads = _parse_heads(raw["classification_labels"], problems)
+    covariates = _parse_covariates(raw.get("covariates"), problems)
     roi_labels = None
     if raw.get("labels") is not None:
         names = _consecutive_int_keys(raw["labels"], "'labels' (ROI map)", 2, problems)
@@ -296,7 +362,9 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         problems.append("'training' must be a non-empty list of cases.")
         entries = []
     else:
-        entries = [e for i, item in enumerate(raw["training"]) if (e := _parse_entry(i, item, heads, problems))]
+        entries = [
+            e for i, item in enumerate(raw["training"]) if (e := _parse_entry(i, item, heads, covariates, problems))
+        ]
     seen: set[str] = set()
     for entry in entries:
         if entry.case_id in seen:
@@ -310,5 +378,6 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         roi_labels=roi_labels,
         training=entries,
         raw=raw,
+        covariates=_with_covariate_statistics(covariates, entries, problems),
     )
     return description, problems

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from universalclassifier.covariates import CovariateValue
 from universalclassifier.dataset.dataset_json import DatasetDescription, TrainingEntry, read_dataset_json
 from universalclassifier.dataset.image_io import (
     IMAGE_EXTENSIONS,
@@ -33,13 +34,14 @@ _MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
 @dataclass(frozen=True)
 class CaseFiles:
     """The files of one training case: one image per modality (dataset.json order), an optional ROI, its targets
-    (None: unknown) and its group (patient)."""
+    (None: unknown), its group (patient) and its covariate values."""
 
     case_id: str
     images: tuple[Path, ...]
     roi: Path | None
     targets: dict[str, int | float | None]
     group: str | None = None
+    covariates: dict[str, CovariateValue] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,7 +257,8 @@ def validate_task(
     cases = []
     for entry in description.training:
         images, roi = _resolve_case(task_folder, entry, description.modalities, problems)
-        cases.append(CaseFiles(entry.case_id, images, roi if uses_roi else None, entry.targets, entry.group))
+        roi_file = roi if uses_roi else None
+        cases.append(CaseFiles(entry.case_id, images, roi_file, entry.targets, entry.group, entry.covariates))
     roi_values = tuple(description.roi_labels) if description.roi_labels is not None else None
     checkable = [c for c in cases if len(c.images) == description.num_modalities]
     results = map_with_progress(

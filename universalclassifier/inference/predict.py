@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -162,6 +162,8 @@ def predict(
     device: str | torch.device | None = None,
     max_input_voxels: int = MAX_INPUT_VOXELS,
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
+    covariates: Mapping[str, object] | None = None,
+    impute_missing_covariates: bool = False,
 ) -> list[float | list[float]]:
     """Classify one case with the trained ensemble in `artifact_path`.
 
@@ -176,10 +178,14 @@ def predict(
         device: torch device (default: CUDA when available, else CPU).
         max_input_voxels: refuse an input file with more voxels than this (read from its header).
         max_resampled_voxels: refuse a case whose crop resamples to more voxels than this at the model's spacing.
+        covariates: the case's covariate values by name (e.g. {"age": 63, "sex": "F"}; None where unknown), required
+            by a model trained with covariates.
+        impute_missing_covariates: impute unknown (or all, without `covariates`) values as in training.
 
     Returns:
         One entry per classification label in dataset.json order: the probability of value 1 (a float) for a
-        binary label, else a list with one probability per value (summing to 1).
+        binary label, the value in the target's units (a float) for a regression head, else a list with one
+        probability per value (summing to 1).
     """
     files = _file_list(ordered_image_files, roi_segmentation_file)
     for name, limit in (("max_input_voxels", max_input_voxels), ("max_resampled_voxels", max_resampled_voxels)):
@@ -192,4 +198,6 @@ def predict(
         tta=tta,
         max_input_voxels=max_input_voxels,
         max_resampled_voxels=max_resampled_voxels,
+        covariates=covariates,
+        impute_missing_covariates=impute_missing_covariates,
     )

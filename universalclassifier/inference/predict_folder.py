@@ -12,9 +12,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
+from universalclassifier.covariates import read_covariates_csv
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import get_predictor
+from universalclassifier.inference.predictor import Predictor
 from universalclassifier.preprocessing.preprocessor import InputLimits
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,27 @@ def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: l
     return row
 
 
+def _case_covariates(
+    predictor: Predictor, case_ids: list[str], covariates_file: Path | None, impute_missing: bool
+) -> dict[str, dict]:
+    """Every case's covariates from `covariates_file`, each checked against the model before any case is predicted."""
+    names = [c.name for c in predictor.plans.covariates]
+    if covariates_file is not None and not names:
+        raise UserInputError("This model was trained without covariates: drop --covariates.")
+    if covariates_file is None and names and not impute_missing:
+        raise UserInputError(
+            f"This model was trained with the covariates {names}: pass them with --covariates CSV (columns case_id, "
+            f"{', '.join(names)}), or --impute_missing_covariates to impute them as in training."
+        )
+    by_case = {} if covariates_file is None else read_covariates_csv(covariates_file, predictor.plans.covariates)
+    for case_id in case_ids:
+        try:
+            predictor.covariate_input(by_case.get(case_id), impute_missing)
+        except UserInputError as exc:
+            raise UserInputError(f"case {case_id} in {covariates_file}: {exc}") from None
+    return by_case
+
+
 def predict_folder(
     artifact_path: Path,
     input_folder: Path,
@@ -87,10 +110,14 @@ def predict_folder(
     overwrite: bool = False,
     show_progress: bool = True,
     limits: InputLimits = InputLimits(),
+    covariates_file: Path | None = None,
+    impute_missing_covariates: bool = False,
 ) -> list[str]:
     """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed.
 
     `limits` bounds each case's size (see `InputLimits`); a case beyond them fails with a message naming the limit.
+    `covariates_file`: a CSV (case_id and one column per covariate) for a model trained with covariates; cases
+    missing from it, and empty cells, need `impute_missing_covariates`. Checked for every case before any is predicted.
     """
     predictor = get_predictor(artifact_path, folds, task)
     plans = predictor.plans
@@ -99,6 +126,7 @@ def predict_folder(
     if not plans.uses_roi and roi_folder is not None:
         raise UserInputError("This model was trained without ROI segmentations: drop -s.")
     cases = find_cases(Path(input_folder), plans.num_modalities)
+    covariates = _case_covariates(predictor, list(cases), covariates_file, impute_missing_covariates)
     output_folder.mkdir(parents=True, exist_ok=True)
     failed, skipped = [], 0
     for case_id, files in tqdm(cases.items(), desc="Predicting", unit="case", disable=not show_progress):
@@ -114,6 +142,7 @@ def predict_folder(
             outputs = predictor.predict_case(
                 files, roi, tta=tta, case_id=case_id,
                 max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
+                covariates=covariates.get(case_id), impute_missing_covariates=impute_missing_covariates,
             )
         except (ValueError, RuntimeError, OSError) as exc:  # report the case, go on with the others
             logger.error("case %s failed: %s", case_id, exc)

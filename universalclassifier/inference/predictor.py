@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from universalclassifier.artifact import (
     load_network_weights,
     load_plans,
 )
+from universalclassifier.covariates import check_case_covariates, encode_covariates
 from universalclassifier.errors import UserInputError
 from universalclassifier.network.heads import head_predictions
 from universalclassifier.network.i3d import network_for
@@ -80,11 +81,42 @@ class Predictor:
             if not Path(path).is_file():
                 raise UserInputError(f"Input file {path} does not exist.")
 
+    def covariate_input(
+        self, covariates: Mapping[str, object] | None, impute_missing: bool = False
+    ) -> np.ndarray | None:
+        """The encoded covariates of one case (None for a model without covariates), refusing what does not fit.
+
+        A model trained with covariates needs them, unless `impute_missing` (every unknown value is then imputed as in
+        training); a model trained without them refuses them.
+        """
+        declared = self.plans.covariates
+        names = [c.name for c in declared]
+        if not declared:
+            if covariates:
+                raise UserInputError("This model was trained without covariates; call it without covariates.")
+            return None
+        if covariates is None and not impute_missing:
+            raise UserInputError(
+                f"This model was trained with the covariates {names}: pass covariates={{...}} with their values (null "
+                "where unknown), or impute_missing_covariates=True to impute every one as in training."
+            )
+        values = check_case_covariates(declared, covariates, "covariates")
+        unknown = [name for name, value in values.items() if value is None]
+        if unknown and not impute_missing:
+            raise UserInputError(
+                f"No value for the covariate(s) {unknown}; give them, or pass impute_missing_covariates=True to impute "
+                "them with the training median (numeric) or most frequent category."
+            )
+        return encode_covariates(declared, values)
+
     @torch.inference_mode()
-    def predictions(self, network_input: np.ndarray, tta: bool = False) -> list[np.ndarray]:
+    def predictions(
+        self, network_input: np.ndarray, tta: bool = False, covariates: np.ndarray | None = None
+    ) -> list[np.ndarray]:
         """Per head the value probabilities (or the regression value) averaged over folds (and mirrorings with `tta`)
-        for one (C, Z, Y, X) network input."""
+        for one (C, Z, Y, X) network input and its encoded covariates (see `covariate_input`)."""
         batch = torch.from_numpy(network_input[None]).to(self.device)
+        covariate_batch = None if covariates is None else torch.from_numpy(covariates[None]).to(self.device)
         flips = [()] if not tta else [axes for r in range(4) for axes in itertools.combinations((2, 3, 4), r)]
         sums = [torch.zeros(size, dtype=torch.float64, device=self.device) for size in self.plans.head_sizes]
         use_amp = self.device.type == "cuda"
@@ -92,7 +124,7 @@ class Predictor:
             for axes in flips:
                 x = torch.flip(batch, axes) if axes else batch
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                    outputs = network(x)
+                    outputs = network(x, covariate_batch)
                 predictions = head_predictions(self.plans.classification_labels, outputs)
                 for total, prediction in zip(sums, predictions, strict=True):
                     total += prediction[0].double()
@@ -107,13 +139,17 @@ class Predictor:
         case_id: str = "case",
         max_input_voxels: int = MAX_INPUT_VOXELS,
         max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
+        covariates: Mapping[str, object] | None = None,
+        impute_missing_covariates: bool = False,
     ) -> list[float | list[float]]:
         """The predict() contract for one case: per head a float (binary: p(1); regression: the value in the target's
         units) or a list of probabilities (more values).
 
-        Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled.
+        Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled, and covariates
+        that do not fit the model (see `covariate_input`) before anything is read.
         """
         self.check_files(image_files, roi_file)
+        covariate_input = self.covariate_input(covariates, impute_missing_covariates)
         array, _ = preprocess_case(
             case_id,
             [Path(p) for p in image_files],
@@ -122,5 +158,5 @@ class Predictor:
             max_input_voxels=max_input_voxels,
             max_resampled_voxels=max_resampled_voxels,
         )
-        per_head = self.predictions(to_network_input(array, self.plans.num_roi_classes), tta)
+        per_head = self.predictions(to_network_input(array, self.plans.num_roi_classes), tta, covariate_input)
         return [float(p[-1]) if len(p) <= 2 else [float(v) for v in p] for p in per_head]  # p(1), or the value

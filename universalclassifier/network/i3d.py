@@ -189,6 +189,8 @@ class I3DClassifier(nn.Module):
             into [0, 1) (label / K), and the heads also see, for each ROI label 1..K-1, the mean and standard
             deviation of the `ROI_POOLING_LAYER` features inside that label. 0 (the default) turns it off.
         head_types: per head "nominal" (the default), "ordinal" or "regression" (see network/heads.py).
+        num_covariates: length of the encoded covariate vector (universalclassifier/covariates.py) fused with the image
+            features before the heads; 0 (the default): none.
     """
 
     def __init__(
@@ -203,6 +205,7 @@ class I3DClassifier(nn.Module):
         roi_descriptors: bool = False,
         standardize_features: bool = False,
         head_types: Sequence[str] | None = None,
+        num_covariates: int = 0,
     ) -> None:
         super().__init__()
         in_channels = checked_int(in_channels, "in_channels", 1)
@@ -246,7 +249,8 @@ class I3DClassifier(nn.Module):
         self.roi_descriptors = roi_descriptors
         if roi_descriptors:
             per_label.append(2 * (in_channels - 1) + 1 + 3)
-        groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1)
+        self.num_covariates = checked_int(num_covariates, "num_covariates", 0)
+        groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1) + ([num_covariates] if num_covariates else [])
         num_features = sum(groups)
         # Optional: each feature standardized over the batch (running statistics in evaluation), then each group
         # scaled to the same total variance, so that a group of a few features (e.g. the ROI descriptors) weighs as
@@ -274,13 +278,19 @@ class I3DClassifier(nn.Module):
             if not name.startswith("heads."):
                 parameter.requires_grad_(trainable)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Map a (N, in_channels, Z, Y, X) batch to one output tensor per head, in order: (N, K) logits (nominal),
-        (N, K-1) cumulative logits (ordinal) or (N, 1) standardized values (regression)."""
+        (N, K-1) cumulative logits (ordinal) or (N, 1) standardized values (regression). `covariates` (N,
+        num_covariates) are required when the network has covariates, refused otherwise."""
         if x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected input of shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}"
             )
+        if self.num_covariates and (covariates is None or tuple(covariates.shape) != (len(x), self.num_covariates)):
+            given = None if covariates is None else tuple(covariates.shape)
+            raise ValueError(f"expected covariates of shape ({len(x)}, {self.num_covariates}), got {given}")
+        if covariates is not None and not self.num_covariates:
+            raise ValueError("this network has no covariate inputs, but covariates were given")
         if not self.num_roi_classes:
             features = torch.flatten(self.backbone(x), 1)
         else:
@@ -300,6 +310,8 @@ class I3DClassifier(nn.Module):
                     size = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True).pow(1 / 3)
                     pooled += [roi_statistics(x[:, :-1], mask), size, roi_outline(mask)]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
+        if covariates is not None:
+            features = torch.cat([features, covariates.to(features.dtype)], dim=1)
         features = self.feature_norm(features)
         if self.feature_scale is not None:
             features = features * self.feature_scale
@@ -343,6 +355,7 @@ def build_network(
     roi_descriptors: bool = False,
     standardize_features: bool = False,
     head_types: Sequence[str] | None = None,
+    num_covariates: int = 0,
 ) -> I3DClassifier:
     """Build a randomly initialised I3D classifier for the given input channels, label sizes and layer choices."""
     network = I3DClassifier(
@@ -355,6 +368,7 @@ def build_network(
         roi_descriptors=roi_descriptors,
         standardize_features=standardize_features,
         head_types=head_types,
+        num_covariates=num_covariates,
     )
     logger.debug(
         "Built I3D classifier: %d input channel(s), heads %s, dropout %.2f, %s normalization, ROI pooling over %d "
@@ -382,4 +396,5 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         roi_descriptors=roi_pooling and bool(recipe.get("roi_descriptors", False)),
         standardize_features=bool(recipe.get("standardize_features", False)),
         head_types=[head.type for head in plans.classification_labels],
+        num_covariates=plans.covariate_width,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.atomic import write_json_atomic
-from universalclassifier.dataset.validation import ValidatedTask, validate_task
+from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.fingerprint import dataset_fingerprint, fingerprint_case
@@ -27,25 +27,19 @@ FINGERPRINT_FILENAME = "dataset_fingerprint.json"
 FINGERPRINT_SEED = 1234
 
 
-def preprocess_and_save(
-    case_id: str,
-    image_files: list[Path],
-    roi_file: Path | None,
-    plans: Plans,
-    targets: dict[str, int | float | None],
-    group: str | None,
-    out_folder: Path,
-    limits: InputLimits = InputLimits(),
-) -> str:
-    """Preprocess one training case and store it as CASE.npy (memory-mappable) plus CASE.json (properties)."""
+def preprocess_and_save(case: CaseFiles, plans: Plans, out_folder: Path, limits: InputLimits = InputLimits()) -> str:
+    """Preprocess one training case and store it as CASE.npy (memory-mappable) plus CASE.json (properties with the
+    targets, group and covariates)."""
     array, properties = preprocess_case(
-        case_id, image_files, roi_file, plans,
+        case.case_id, list(case.images), case.roi, plans,
         max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
     )
-    properties = replace(properties, classification_targets=targets, group=group)
-    np.save(out_folder / f"{case_id}.npy", array)
-    (out_folder / f"{case_id}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
-    return case_id
+    properties = replace(
+        properties, classification_targets=case.targets, group=case.group, covariates=case.covariates or None
+    )
+    np.save(out_folder / f"{case.case_id}.npy", array)
+    (out_folder / f"{case.case_id}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
+    return case.case_id
 
 
 def _write_effective_dataset_json(task: ValidatedTask, paths: TaskPaths, roi_files: dict[str, Path]) -> None:
@@ -55,10 +49,12 @@ def _write_effective_dataset_json(task: ValidatedTask, paths: TaskPaths, roi_fil
         effective["labels"] = {"0": "background", "1": "foreground"}
     entries = []
     for raw_entry, case in zip(task.description.training, task.cases, strict=True):
-        entry: dict[str, str | int | float | None] = {"image": str(task.folder / raw_entry.image)}
+        entry: dict[str, object] = {"image": str(task.folder / raw_entry.image)}
         entry.update(case.targets)
         if case.group is not None:
             entry["patient_id"] = case.group
+        if case.covariates:
+            entry["covariates"] = case.covariates
         entry["label"] = str(roi_files[case.case_id])
         entries.append(entry)
     effective["training"] = entries
@@ -147,7 +143,7 @@ def _preprocess_stage(
     temporary = new_stage_folder(paths)
     done = map_with_progress(
         preprocess_and_save,
-        [(c.case_id, c.images, c.roi, plans, c.targets, c.group, temporary, limits) for c in validated.cases],
+        [(case, plans, temporary, limits) for case in validated.cases],
         num_workers,
         "Preprocessing",
         show_progress,

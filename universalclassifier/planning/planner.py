@@ -110,4 +110,5 @@ def plan_experiment(
         uses_roi=uses_roi,
         classification_labels=list(description.classification_labels),
         num_training_cases=len(cases),
+        covariates=list(description.covariates),
     )

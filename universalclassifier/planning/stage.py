@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.atomic import write_json_atomic
+from universalclassifier.covariates import check_case_covariates
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.plans import Plans
@@ -95,11 +96,12 @@ def _listed(items: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class StageCases:
-    """The training cases of a stage folder: per case id, its targets in head order (None: unknown), and the groups
-    (patients) of the cases that have one."""
+    """The training cases of a stage folder: per case id, its targets in head order (None: unknown), the groups
+    (patients) of the cases that have one, and every case's covariate values (empty without covariates)."""
 
     targets: dict[str, list[int | float | None]]
     groups: dict[str, str]
+    covariates: dict[str, dict[str, float | str | None]]
 
 
 def _stored_target(value: object, regression: bool) -> int | float | None:
@@ -114,8 +116,8 @@ def _stored_target(value: object, regression: bool) -> int | float | None:
 
 def _case_problems(
     stage: Path, case_id: str, shape: list[int], plans: Plans
-) -> tuple[list[str], list[int | float | None], str | None]:
-    """Problems of one stored case (missing files, wrong shape, unreadable targets), its targets and group."""
+) -> tuple[list[str], list[int | float | None], CaseProperties | None]:
+    """Problems of one stored case (missing files, wrong shape, unreadable targets), its targets and properties."""
     array_file, properties_file = stage / f"{case_id}.npy", stage / f"{case_id}.json"
     if not array_file.is_file() or not properties_file.is_file():
         return [f"case {case_id}: {array_file.name} or {properties_file.name} is missing"], [], None
@@ -129,7 +131,8 @@ def _case_problems(
         properties = CaseProperties.from_dict(json.loads(properties_file.read_text()), str(properties_file))
         targets = properties.classification_targets or {}
         values = [_stored_target(targets[h.name], h.is_regression) for h in plans.classification_labels]
-        return [], values, properties.group
+        check_case_covariates(plans.covariates, properties.covariates, str(properties_file))
+        return [], values, properties
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # UserInputError is a ValueError
         return [
             f"case {case_id}: {properties_file.name} is damaged or holds no classification target for every head "
@@ -165,14 +168,16 @@ def read_preprocessed_cases(paths: TaskPaths, plans: Plans) -> StageCases:
             f"{stage} lists {count} case(s) in {COMPLETION_MARKER} but the plans have {plans.num_training_cases} "
             f"training cases; {fix}."
         )
-    problems, targets, groups, shape = [], {}, {}, expected_shape(plans)
+    problems, shape = [], expected_shape(plans)
+    cases = StageCases({}, {}, {})
     for case_id in map(str, case_ids):
-        found, values, group = _case_problems(stage, case_id, shape, plans)
+        found, values, properties = _case_problems(stage, case_id, shape, plans)
         problems += found
-        if not found:
-            targets[case_id] = values
-            if group is not None:
-                groups[case_id] = group
+        if properties is not None:
+            cases.targets[case_id] = values
+            cases.covariates[case_id] = properties.covariates or {}
+            if properties.group is not None:
+                cases.groups[case_id] = properties.group
     if problems:
         raise UserInputError(f"{stage} is damaged ({len(problems)} problem(s): {_listed(problems)}); {fix}.")
-    return StageCases(targets, groups)
+    return cases

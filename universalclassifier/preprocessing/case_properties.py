@@ -13,6 +13,8 @@ from universalclassifier.preprocessing.cropping import BoundingBox
 
 TARGETS_KEY = "classification_targets"
 GROUP_KEY = "group"
+COVARIATES_KEY = "covariates"
+OPTIONAL_KEYS = (TARGETS_KEY, GROUP_KEY, COVARIATES_KEY)
 
 
 def require_keys(raw: object, keys: list[str], source: str) -> dict:
@@ -36,7 +38,7 @@ class CaseProperties:
 
     The original and cropped values are in original axis order, the resampled ones in the plans' transposed order.
     `classification_targets` (head name -> value, None when unknown) is set for training cases only, `group` (the
-    patient) for training cases that have one.
+    patient) and `covariates` (name -> value) for training cases that have them.
     """
 
     case_id: str
@@ -54,11 +56,12 @@ class CaseProperties:
     roi_classes_present: list[int]
     classification_targets: dict[str, int | float | None] | None = None
     group: str | None = None
+    covariates: dict[str, float | str | None] | None = None
 
     def to_dict(self) -> dict:
-        """The JSON-ready form CASE.json stores, keys in field order; without targets and group when there are none."""
+        """The JSON-ready form CASE.json stores, keys in field order; without the OPTIONAL_KEYS that are None."""
         values = asdict(self)
-        for key in (TARGETS_KEY, GROUP_KEY):
+        for key in OPTIONAL_KEYS:
             if values[key] is None:
                 del values[key]
         return values
@@ -66,13 +69,22 @@ class CaseProperties:
     @classmethod
     def from_dict(cls, raw: object, source: str) -> CaseProperties:
         """Read the form `to_dict` writes; a missing key or malformed targets raise a UserInputError naming `source`."""
-        required = [f.name for f in fields(cls) if f.name not in (TARGETS_KEY, GROUP_KEY)]
+        required = [f.name for f in fields(cls) if f.name not in OPTIONAL_KEYS]
         values = require_keys(raw, required, source)
-        targets, group = values.get(TARGETS_KEY), values.get(GROUP_KEY)
-        malformed_group = group is not None and not isinstance(group, str)
-        if (targets is not None and not isinstance(targets, dict)) or malformed_group:
+        targets, group, covariates = (values.get(key) for key in OPTIONAL_KEYS)
+        malformed = (
+            (targets is not None and not isinstance(targets, dict))
+            or (group is not None and not isinstance(group, str))
+            or (covariates is not None and not isinstance(covariates, dict))
+        )
+        if malformed:
             raise UserInputError(
-                f"{source}: '{TARGETS_KEY}' must map head names to values and '{GROUP_KEY}' must be a string; it was "
+                f"{source}: '{TARGETS_KEY}' and '{COVARIATES_KEY}' must be objects and '{GROUP_KEY}' a string; it was "
                 "not written by this tool or is damaged: re-run plan & preprocess."
             )
-        return cls(**{name: values[name] for name in required}, classification_targets=targets, group=group)
+        return cls(
+            **{name: values[name] for name in required},
+            classification_targets=targets,
+            group=group,
+            covariates=covariates,
+        )

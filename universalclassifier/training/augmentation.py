@@ -127,11 +127,13 @@ class RoiToChannel(AbstractTransform):
 
 
 class ToTensors(AbstractTransform):
-    """Turn "data" and "target" (NaN where unknown) into contiguous float32 tensors; other keys stay as they are."""
+    """Turn "data", "target" (NaN where unknown) and "covariates" (if any) into contiguous float32 tensors; other
+    keys stay as they are."""
 
     def __call__(self, **data_dict: Any) -> dict:
-        data_dict["data"] = torch.from_numpy(np.ascontiguousarray(data_dict["data"], dtype=np.float32))
-        data_dict["target"] = torch.from_numpy(np.ascontiguousarray(data_dict["target"], dtype=np.float32))
+        for key in ("data", "target", "covariates"):
+            if key in data_dict:
+                data_dict[key] = torch.from_numpy(np.ascontiguousarray(data_dict[key], dtype=np.float32))
         return data_dict
 
 
@@ -290,6 +292,7 @@ def make_batch_generator(
     case_ids: Sequence[str] | None = None,
     augmentation: str = "nnunet",
     balanced_sampling: bool = False,
+    covariates: np.ndarray | None = None,
 ) -> BatchGenerator:
     """An endless, seeded iterator of tensor batches; call its `shutdown` after use.
 
@@ -300,7 +303,7 @@ def make_batch_generator(
     """
     checked_int(num_workers, "num_workers", 0)
     weights = class_balanced_weights(np.asarray(targets)[:, 0]) if balanced_sampling else None
-    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights)
+    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights, covariates)
     transforms = training_transforms(plans, augmentation) if train else validation_transforms(plans)
     pin_memory = torch.cuda.is_available()
     if num_workers == 0:

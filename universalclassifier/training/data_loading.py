@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 class CaseBatchLoader(SlimDataLoaderBase):
     """Draw batches of whole cases at random, with replacement, from preprocessed arrays.
 
-    Cases are drawn uniformly, or with the given per-case `sample_weights` (probabilities summing to 1).
+    Cases are drawn uniformly, or with the given per-case `sample_weights` (probabilities summing to 1). With
+    `covariates` (one encoded row per case), each batch also holds the drawn cases' rows as "covariates".
 
     Each array is ``(num_modalities + 1, *image_size)`` float32 with the ROI label map as its last channel; all
     arrays must share one shape. Sampling uses the global ``np.random``, which batchgenerators' augmenters seed
@@ -31,6 +32,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
         batch_size: int,
         case_ids: Sequence[str] | None = None,
         sample_weights: np.ndarray | None = None,
+        covariates: np.ndarray | None = None,
     ) -> None:
         files = [Path(f) for f in array_files]
         if not files:
@@ -56,7 +58,10 @@ class CaseBatchLoader(SlimDataLoaderBase):
                 or abs(sample_weights.sum() - 1) > 1e-6
             ):
                 raise ValueError("sample_weights must hold one non-negative probability per case, summing to 1.")
+        if covariates is not None and (np.ndim(covariates) != 2 or len(covariates) != len(files)):
+            raise ValueError(f"covariates must be one row per case ({len(files)}), got shape {np.shape(covariates)}.")
         super().__init__(files, int(batch_size))
+        self.covariates = None if covariates is None else np.asarray(covariates, dtype=np.float32)
         self.sample_weights = sample_weights
         self.targets = targets.astype(np.float32)
         self.case_ids = ids
@@ -71,12 +76,15 @@ class CaseBatchLoader(SlimDataLoaderBase):
             array = np.load(self._data[index], mmap_mode="r")
             data[slot] = array[:-1]
             seg[slot, 0] = array[-1]
-        return {
+        batch = {
             "data": data,
             "seg": seg,
             "target": self.targets[indices],
             "keys": [self.case_ids[i] for i in indices],
         }
+        if self.covariates is not None:
+            batch["covariates"] = self.covariates[indices]
+        return batch
 
 
 def _common_shape(files: Sequence[Path]) -> tuple[int, ...]:

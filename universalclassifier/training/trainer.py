@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
 from universalclassifier.checks import checked_int
+from universalclassifier.covariates import encode_covariates
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.head_summary import headline, plot_head
 from universalclassifier.evaluation.metrics import macro_auc
@@ -101,6 +102,9 @@ class ClassifierTrainer:
         self.use_amp = self.device.type == "cuda" and not options.fp32
         stage = read_preprocessed_cases(self.paths, self.plans)
         self.case_targets, self.case_groups = stage.targets, stage.groups
+        self.case_covariates = {
+            case: encode_covariates(self.plans.covariates, values) for case, values in stage.covariates.items()
+        }
         self.train_ids, self.val_ids = self._split()
         self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
         torch.manual_seed(options.seed)
@@ -147,6 +151,10 @@ class ClassifierTrainer:
         """Balanced sampling balances the first head's values; a regression head has none to balance."""
         return not self.plans.classification_labels[0].is_regression
 
+    def _covariates(self, case_ids: list[str]) -> np.ndarray | None:
+        """The encoded covariates of `case_ids` (one row each), or None when the task has none."""
+        return np.stack([self.case_covariates[c] for c in case_ids]) if self.plans.covariates else None
+
     def _array_file(self, case_id: str) -> Path:
         return self.paths.stage_folder / f"{case_id}.npy"
 
@@ -163,6 +171,7 @@ class ClassifierTrainer:
             case_ids=case_ids,
             augmentation=self.recipe.augmentation,
             balanced_sampling=train and self.recipe.balanced_sampling and self._first_head_is_a_class(),
+            covariates=self._covariates(case_ids),
         )
 
     # ----------------------------------------------------------- checkpoints
@@ -287,9 +296,11 @@ class ClassifierTrainer:
     def _train_step(self, batch: dict) -> float:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
+        covariates = batch["covariates"].to(self.device) if "covariates" in batch else None
         self.optimizers.zero_grad()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            loss = summed_loss(self.plans.classification_labels, self.model(data), target, self.recipe.label_smoothing)
+            outputs = self.model(data, covariates)
+            loss = summed_loss(self.plans.classification_labels, outputs, target, self.recipe.label_smoothing)
         self.scaler.scale(loss).backward()
         for optimizer in self.optimizers.all:
             self.scaler.unscale_(optimizer)
@@ -300,9 +311,10 @@ class ClassifierTrainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def _outputs(self, data: torch.Tensor) -> list[torch.Tensor]:
+    def _outputs(self, data: torch.Tensor, covariates: torch.Tensor | None) -> list[torch.Tensor]:
+        covariates = None if covariates is None else covariates.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            return [output.float() for output in self.network(data.to(self.device, non_blocking=True))]
+            return [output.float() for output in self.network(data.to(self.device, non_blocking=True), covariates)]
 
     def _mean_over_ranks(self, value: float) -> float:
         if not self.context.enabled:
@@ -347,7 +359,7 @@ class ClassifierTrainer:
         targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
             batch = next(batches)
-            outputs = self._outputs(batch["data"])
+            outputs = self._outputs(batch["data"], batch.get("covariates"))
             losses.append(float(summed_loss(labels, outputs, batch["target"].to(self.device))))
             for i, prediction in enumerate(head_predictions(labels, outputs)):
                 predictions[i].append(prediction.cpu().numpy())
@@ -430,7 +442,9 @@ class ClassifierTrainer:
         predictions: dict[str, list[np.ndarray]] = {label.name: [] for label in labels}
         for case_id in tqdm(self.val_ids, desc="Validation", disable=not self.options.show_progress):
             array = to_network_input(np.load(self._array_file(case_id)), self.plans.num_roi_classes)
-            outputs = self._outputs(torch.from_numpy(array[None]))
+            covariates = self._covariates([case_id])
+            case_covariates = None if covariates is None else torch.from_numpy(covariates)
+            outputs = self._outputs(torch.from_numpy(array[None]), case_covariates)
             for label, prediction in zip(labels, head_predictions(labels, outputs), strict=True):
                 predictions[label.name].append(prediction[0].cpu().numpy())
         stacked = {head: np.stack(values) for head, values in predictions.items()}
