@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
+from universalclassifier.importing.cli import import_main
 from universalclassifier.paths import TRAINER
 
 logger = logging.getLogger("universalclassifier")
@@ -239,6 +240,7 @@ COMMANDS = {
     "predict": predict_main,
     "summarize": summarize_main,
     "radiomics": radiomics_main,
+    "import": import_main,
 }
 
 

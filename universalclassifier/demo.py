@@ -38,6 +38,7 @@ class DemoSettings:
     batches_per_epoch: int = 14
     val_batches_per_epoch: int = 2
     num_workers: int = 1
+    label_types: bool = False  # the task with every label type, covariates and patients (synthetic.generate_task)
 
 
 def demo_created_paths(output: Path) -> list[Path]:
@@ -78,6 +79,18 @@ def prepare_output(output: Path) -> None:
     )
 
 
+def _write_test_covariates(truth: dict, folder: Path) -> Path:
+    """The test cases' covariates as the CSV uc_predict reads (case_id, age, sex; empty where unknown)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["case_id,age,sex"] + [
+        f"{case},{'' if t['covariates']['age'] is None else t['covariates']['age']},{t['covariates']['sex']}"
+        for case, t in sorted(truth.items())
+    ]
+    path = folder / "test_covariates.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
 def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -> dict:
     """Run the whole pipeline on a generated task in `output`; returns the CV summary and the test predictions."""
     from universalclassifier.evaluation.summarize import summarize_cross_validation
@@ -101,6 +114,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
         base_size=settings.base_size,
         num_test=settings.num_test,
         seed=2023,
+        label_types=settings.label_types,
     )
     logger.info("2/5 Planning and preprocessing")
     plan_and_preprocess(output, TASK_ID, num_workers=2, show_progress=show_progress)
@@ -125,10 +139,12 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
     summary = summarize_cross_validation(paths.trainer_folder(), num_resamples=500)
     logger.info("5/5 Predicting the test cases")
     predictions = output / PREDICTIONS_FOLDER
-    predict_folder(
-        output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress
-    )
     truth = json.loads((task / "test_targets.json").read_text())
+    covariates = _write_test_covariates(truth, output / PREDICTIONS_FOLDER) if settings.label_types else None
+    predict_folder(
+        output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress,
+        covariates_file=covariates,
+    )
     cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}
     return {
         "summary": summary,
@@ -150,15 +166,21 @@ def format_results(result: dict) -> str:
         format_summary_table(summary),
         "",
     ]
-    lines.append("Test cases (true value -> predicted probabilities):")
-    lines.append(f"{'case':<10}  {'lesion_contrast':<26}  lesion_size")
+    lines.append("Test cases (true value -> prediction):")
+    label_types = "lesion_volume" in next(iter(result["predictions"].values()))
+    extra = f"  {'lesion_volume (ml)':<20}  high_risk" if label_types else ""
+    lines.append(f"{'case':<10}  {'lesion_contrast':<26}  {'lesion_size':<24}{extra}")
     for case, predicted in result["predictions"].items():
         truth = result["truth"][case]
         sizes = ", ".join(f"{p:.2f}" for p in predicted["lesion_size"])
-        lines.append(
+        row = (
             f"{case:<10}  {truth['lesion_contrast']} -> P(brighter)={predicted['lesion_contrast']:.2f}     "
             f"{truth['lesion_size']} -> [{sizes}]"
         )
+        if label_types:
+            volume = f"{truth['lesion_volume']:.3f} -> {predicted['lesion_volume']:.3f}"
+            row += f"    {volume:<20}  {truth['high_risk']} -> P(yes)={predicted['high_risk']:.2f}"
+        lines.append(row)
     folder = result["trainer_folder"]
     lines += [
         "",
@@ -194,9 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--size", type=int, nargs=3, default=defaults.base_size, metavar=("Z", "Y", "X"), help="case size"
     )
+    parser.add_argument(
+        "--label_types", action="store_true",
+        help="a task with every label type: ordinal, regression (lesion volume), a head with missing values, a head "
+        "that needs the covariate age, and two scans per patient",
+    )
     add_common_options(parser)
     args = parser.parse_args(argv)
-    settings = DemoSettings(args.cases, args.test_cases, tuple(args.size), args.epochs, args.batches)
+    settings = DemoSettings(
+        args.cases, args.test_cases, tuple(args.size), args.epochs, args.batches, label_types=args.label_types
+    )
 
     def job(parsed: argparse.Namespace) -> None:
         result = run_demo(Path(parsed.output).resolve(), settings, show_progress=not parsed.quiet)

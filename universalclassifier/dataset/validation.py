@@ -291,4 +291,11 @@ def validate_task(
         len(description.classification_labels),
         "yes" if uses_roi else "no (an all-foreground ROI is used)",
     )
+    for head in description.classification_labels:
+        unknown = sum(case.targets.get(head.name) is None for case in cases)
+        if unknown:
+            logger.info(
+                "Head '%s': %d of %d training cases have no value (left out of its loss and metrics).",
+                head.name, unknown, len(cases),
+            )
     return ValidatedTask(task_folder, description, cases, uses_roi)

@@ -1,0 +1,187 @@
+"""The labels CSV of `--from deepreg-h5` and `--from folder`: one row per case, one column per head.
+
+Columns: `case_id` (required), `patient_id` (optional: the case's patient, for grouped folds) and one column per
+classification head holding numbers. An empty cell (or NA, NaN, null, None) is an unknown value. A column is a
+regression head when it holds more than MAX_NOMINAL_DISTINCT distinct values, else a nominal head with the values
+0..K-1 (K = the largest value + 1), which must then be integers; `--regression_columns`, `--nominal_columns` and
+`--ordinal_columns` choose the type instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from universalclassifier.dataset.dataset_json import SAFE_NAME_RULE, is_safe_name
+from universalclassifier.errors import UserInputError
+from universalclassifier.importing.task_writer import RESERVED_ENTRY_KEYS, SkippedCase
+from universalclassifier.plans import ClassificationLabel
+
+CASE_COLUMN = "case_id"
+PATIENT_COLUMN = "patient_id"
+# A column with more distinct values than this is taken for a regression target.
+MAX_NOMINAL_DISTINCT = 10
+# A nominal head has one output per value 0..K-1: a larger value than this is surely not a class index.
+MAX_NOMINAL_VALUE = 99
+NULL_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+Target = int | float | None
+
+
+@dataclass
+class LabelTable:
+    """The heads a labels CSV declares and each case's values (None: unknown) and patient."""
+
+    path: Path
+    heads: tuple[ClassificationLabel, ...]
+    targets: dict[str, dict[str, Target]]
+    patients: dict[str, str | None]
+    skipped: list[SkippedCase] = field(default_factory=list)
+
+
+def is_null(text: str) -> bool:
+    """Whether a CSV cell stands for an unknown value."""
+    return text.strip().lower() in NULL_TEXTS
+
+
+def parse_number(text: str) -> float | None:
+    """A CSV cell as a finite number, or None when it is not one."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a CSV file (UTF-8, a byte-order mark allowed); refuses missing `required` columns."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader]
+    except FileNotFoundError as exc:
+        raise UserInputError(f"CSV file {path} does not exist.") from exc
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"Cannot read the CSV file {path}: {exc}.") from exc
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise UserInputError(f"{path} has no column(s) {missing}; its columns are {header}.")
+    return header, rows
+
+
+def check_head_name(name: str, path: Path) -> None:
+    """Refuse a head name that cannot be a file-name part or would clash with a dataset.json entry key."""
+    if not is_safe_name(name):
+        raise UserInputError(f"{path}: column {name!r} cannot be a head name: use {SAFE_NAME_RULE}; rename it.")
+    if name in RESERVED_ENTRY_KEYS:
+        raise UserInputError(
+            f"{path}: column {name!r} cannot be a head name: dataset.json uses it for something else; rename it."
+        )
+
+
+def _column_type(
+    name: str, values: list[float], path: Path, regression: set[str], nominal: set[str], ordinal: set[str]
+) -> str:
+    if name in regression:
+        return "regression"
+    chosen = "ordinal" if name in ordinal else "nominal" if name in nominal else None
+    distinct = set(values)
+    if chosen is None and len(distinct) > MAX_NOMINAL_DISTINCT:
+        return "regression"
+    kind = chosen or "nominal"
+    odd = sorted(v for v in distinct if v != round(v) or v < 0)
+    if odd:
+        raise UserInputError(
+            f"{path}: column '{name}' has {len(distinct)} distinct values, including {odd[:5]}, which are not class "
+            f"indices 0, 1, 2, ...; a {kind} head needs integers from 0 (pass --regression_columns {name} if it is a "
+            "measurement)."
+        )
+    if distinct and max(distinct) > MAX_NOMINAL_VALUE:
+        raise UserInputError(
+            f"{path}: column '{name}' has the value {int(max(distinct))} as a class index; a {kind} head has one "
+            f"output per value 0..K-1, so renumber its classes from 0 (or pass --regression_columns {name})."
+        )
+    return kind
+
+
+def read_label_table(
+    path: Path,
+    regression_columns: Sequence[str] = (),
+    nominal_columns: Sequence[str] = (),
+    ordinal_columns: Sequence[str] = (),
+) -> LabelTable:
+    """Read a labels CSV; rows that cannot be used (no case id, duplicates, a value that is no number) are skipped."""
+    header, rows = read_csv_rows(path, [CASE_COLUMN])
+    head_columns = [name for name in header if name not in (CASE_COLUMN, PATIENT_COLUMN)]
+    if not head_columns:
+        raise UserInputError(
+            f"{path} has no head column: besides '{CASE_COLUMN}' (and '{PATIENT_COLUMN}') it needs one column per "
+            "classification head."
+        )
+    chosen = {"--regression_columns": regression_columns, "--nominal_columns": nominal_columns}
+    chosen["--ordinal_columns"] = ordinal_columns
+    for option, columns in chosen.items():
+        unknown = [c for c in columns if c not in head_columns]
+        if unknown:
+            raise UserInputError(f"{option} names {unknown}, which are not head columns of {path}: {head_columns}.")
+    twice = set(regression_columns) & (set(nominal_columns) | set(ordinal_columns)) | (
+        set(nominal_columns) & set(ordinal_columns)
+    )
+    if twice:
+        raise UserInputError(f"Column(s) {sorted(twice)} are given two head types; give each column one type.")
+    for name in head_columns:
+        check_head_name(name, path)
+    skipped: list[SkippedCase] = []
+    counts = Counter(row.get(CASE_COLUMN, "") for row in rows)
+    parsed: dict[str, dict[str, float | None]] = {}
+    patients: dict[str, str | None] = {}
+    for index, row in enumerate(rows, start=2):  # line 1 is the header
+        case_id = row.get(CASE_COLUMN, "")
+        if not case_id:
+            skipped.append(SkippedCase(f"line {index}", "missing case id", f"{path} line {index} has no case_id."))
+            continue
+        if counts[case_id] > 1:
+            if case_id not in {s.case_id for s in skipped}:
+                skipped.append(
+                    SkippedCase(case_id, "duplicate row", f"{path} has {counts[case_id]} rows for this case.")
+                )
+            continue
+        values: dict[str, float | None] = {}
+        bad = []
+        for name in head_columns:
+            text = row.get(name, "")
+            values[name] = None if is_null(text) else parse_number(text)
+            if not is_null(text) and values[name] is None:
+                bad.append(f"{name} = {text!r}")
+        if bad:
+            skipped.append(
+                SkippedCase(case_id, "unparseable label", f"{path}: {', '.join(bad)} is not a number (or empty).")
+            )
+            continue
+        parsed[case_id] = values
+        patient = row.get(PATIENT_COLUMN, "")
+        patients[case_id] = None if is_null(patient) else patient
+    regression, nominal, ordinal = set(regression_columns), set(nominal_columns), set(ordinal_columns)
+    heads = []
+    for name in head_columns:
+        known = [v for values in parsed.values() if (v := values[name]) is not None]
+        kind = _column_type(name, known, path, regression, nominal, ordinal)
+        if kind == "regression":
+            heads.append(ClassificationLabel(name=name, type=kind, values=()))
+        else:
+            num_values = max(2, int(max(known, default=1)) + 1)
+            heads.append(ClassificationLabel(name=name, type=kind, values=tuple(str(i) for i in range(num_values))))
+    targets = {
+        case_id: {
+            head.name: (None if (v := values[head.name]) is None else v if head.is_regression else int(v))
+            for head in heads
+        }
+        for case_id, values in parsed.items()
+    }
+    return LabelTable(path, tuple(heads), targets, patients, skipped)
