@@ -18,6 +18,7 @@ from universalclassifier.evaluation.calibration import expected_calibration_erro
 from universalclassifier.evaluation.graded_metrics import plot_regression_scatter, regression_confidence_intervals
 from universalclassifier.evaluation.head_summary import auc_of, head_summary, known_targets
 from universalclassifier.evaluation.metrics import plot_roc_curves
+from universalclassifier.evaluation.temperature import apply_temperature, fit_temperature, write_calibration
 from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout
 from universalclassifier.plans import ClassificationLabel, Plans
 
@@ -170,6 +171,9 @@ def _summarize_head(
         intervals = regression_confidence_intervals(values, predictions[:, 0], num_resamples=num_resamples, seed=seed)
         return {**summary, **{f"{metric}_ci_95": list(ci) for metric, ci in intervals.items()}}
     y = values.astype(np.int64)
+    if head.type == "nominal":
+        folds_of = [fold for (fold, _), is_known in zip(pooled.values(), known, strict=True) if is_known]
+        summary.update(_calibration(y, predictions, folds_of, title, trainer_folder / plots["reliability"]))
     ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
     if summary["auc"] is not None and ci[0] is None:
         logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
@@ -182,6 +186,24 @@ def _summarize_head(
         "ece": expected_calibration_error(y, predictions, CALIBRATION_BINS),
         "values": dict(zip(map(str, range(head.num_values)), head.values, strict=True)),
     }
+
+
+def _calibration(y: np.ndarray, probabilities: np.ndarray, folds: list[str], title: str, plot: Path) -> dict:
+    """The head's temperature (fitted on every case) and the ECE after temperature scaling, cross-fitted: each fold's
+    cases scaled with the temperature fitted on the other folds' cases (None with one fold only)."""
+    result: dict = {"temperature": fit_temperature(y, probabilities), "ece_calibrated": None}
+    fold_array = np.array(folds)
+    if len(set(folds)) < 2:
+        return result
+    scaled = np.empty_like(probabilities)
+    for fold in set(folds):
+        inside = fold_array == fold
+        scaled[inside] = apply_temperature(probabilities[inside], fit_temperature(y[~inside], probabilities[~inside]))
+    result["ece_calibrated"] = expected_calibration_error(y, scaled, CALIBRATION_BINS)
+    calibrated_plot = plot.with_name(plot.name.replace("reliability_", "reliability_calibrated_"))
+    plot_reliability_diagram(y, scaled, f"{title} (temperature-scaled)", calibrated_plot, CALIBRATION_BINS)
+    result["plot_calibrated"] = f"{PLOTS_FOLDER}/{calibrated_plot.name}"
+    return result
 
 
 def _pooled_arrays(
@@ -258,6 +280,21 @@ def _metric_cells(head: dict) -> str:
         f"{head['num_cases']} | {format_auc_ci(head['auc'], head['auc_ci_95'])} | "
         f"{_number(head['balanced_accuracy'])} | {_number(head['accuracy'])} | {_number(head['ece'])} |"
     )
+
+
+def _calibration_lines(name: str, head: dict) -> list[str]:
+    """The temperature-scaling paragraph of a nominal head's section."""
+    if "temperature" not in head:
+        return []
+    lines = [
+        "",
+        f"Temperature scaling: T = {head['temperature']:.3f} (calibration.json; predict() applies it unless "
+        f"calibrate=False). ECE {_number(head['ece'])} before, {_number(head['ece_calibrated'])} after "
+        "(cross-fitted: each fold's cases scaled with the temperature fitted on the other folds).",
+    ]
+    if head.get("plot_calibrated"):
+        lines.append(f"![Reliability diagram of {name} after temperature scaling]({head['plot_calibrated']})")
+    return lines
 
 
 def _signed(value: float | None) -> str:
@@ -349,7 +386,7 @@ def _head_section(name: str, head: dict) -> list[str]:
         f"![ROC curve of {name}]({head['plots']['roc']})",
         f"![Confusion matrix of {name}]({head['plots']['confusion']})",
         f"![Reliability diagram of {name}]({head['plots']['reliability']})",
-    ]
+    ] + _calibration_lines(name, head)
 
 
 def _report(summary: dict) -> str:
@@ -384,7 +421,8 @@ def _report(summary: dict) -> str:
 def _table_rows(heads: dict, width: int) -> list[str]:
     return [
         f"{name:<{width}}  {head['num_cases']:>5}  {format_auc_ci(head['auc'], head['auc_ci_95']):<22}  "
-        f"{_number(head['balanced_accuracy']):>7}  {_number(head['accuracy']):>8}  {_number(head['ece'])}"
+        f"{_number(head['balanced_accuracy']):>7}  {_number(head['accuracy']):>8}  {_number(head['ece']):>5}  "
+        f"{_number(head.get('ece_calibrated'))}"
         for name, head in heads.items()
     ]
 
@@ -397,7 +435,7 @@ def format_summary_table(summary: dict) -> str:
     """
     classification, regression = _split_heads(summary["heads"])
     width = max(len("head"), *(len(name) for name in summary["heads"]))
-    header = f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy  ECE"
+    header = f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy    ECE  ECE after T"
     rows = [header] + _table_rows(classification, width) if classification else []
     if regression:
         rows += [f"{'regression head':<{width}}  cases  {'MAE [95% CI]':<22}  {'R² [95% CI]':<22}"]
@@ -418,8 +456,9 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
 
     Writes cv_summary.json (returned as a dict), cv_report.md and cv_plots/{roc,confusion,reliability}_<head>.png
     into `trainer_folder`. Per head: head_metrics of the pooled cases, auc_ci_95 (bootstrap, None when undefined),
-    ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`.
-    `reference`: the same metrics of the radiomics reference in the sibling RadiomicsReference/ folder (uc_radiomics)
+    ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`;
+    nominal heads also get their temperature and the cross-fitted ECE after scaling, and calibration.json is written
+    (see evaluation/temperature.py). `reference`: the same metrics of the radiomics reference in the sibling RadiomicsReference/ folder (uc_radiomics)
     with the paired AUC difference to the deep model, or {"available": false, "how_to": ...} when there is none.
     """
     trainer_folder = Path(trainer_folder)
@@ -435,6 +474,10 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     title = f"{plans.task_name} cross-validation"
     contributing = {fold for fold, _ in pooled.values()}
     used = [fold for fold in folds if fold in contributing]
+    heads = {
+        head.name: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
+        for head in plans.classification_labels
+    }
     summary = {
         "task": plans.task_name,
         "folds": folds,
@@ -442,11 +485,20 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
         "num_resamples": num_resamples,
         "seed": seed,
         "calibration_bins": CALIBRATION_BINS,
-        "heads": {
-            head.name: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
-            for head in plans.classification_labels
-        },
+        "heads": heads,
     }
+    temperatures = {
+        name: {
+            "temperature": head["temperature"],
+            "num_cases": head["num_cases"],
+            "ece": head["ece"],
+            "ece_calibrated_cross_fitted": head["ece_calibrated"],
+        }
+        for name, head in heads.items()
+        if "temperature" in head
+    }
+    if temperatures:
+        write_calibration(trainer_folder, plans, temperatures)
     summary["reference"] = _reference_summary(
         trainer_folder.parent / REFERENCE_FOLDER,
         plans.classification_labels,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from universalclassifier.artifact import find_fold_folders, find_trainer_folder
-from universalclassifier.dataset.image_io import is_existing_file
+from universalclassifier.dataset.image_io import is_existing_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predictor import Predictor, choose_device
 from universalclassifier.paths import fold_of_folder
@@ -129,7 +129,8 @@ def get_predictor(
 
 
 def _file_list(ordered_image_files: object, roi_segmentation_file: object) -> list[str | os.PathLike]:
-    """The image files as a list, refusing arguments that are not paths of existing files before anything is loaded."""
+    """The image files as a list, refusing arguments that are not paths of existing images (files, or folders holding
+    one DICOM series) before anything is loaded."""
     if isinstance(ordered_image_files, (str, os.PathLike)):
         raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
     try:
@@ -146,7 +147,7 @@ def _file_list(ordered_image_files: object, roi_segmentation_file: object) -> li
             f"roi_segmentation_file must be a file path (str or Path) or None, not {roi_segmentation_file!r}."
         )
     for path in [*files, *([roi_segmentation_file] if roi_segmentation_file is not None else [])]:
-        if not is_existing_file(path):
+        if not is_existing_image(path):  # a file, or a folder holding one DICOM series
             raise UserInputError(f"Input file {path} does not exist (or its path cannot be used).")
     return files
 
@@ -164,6 +165,7 @@ def predict(
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
     covariates: Mapping[str, object] | None = None,
     impute_missing_covariates: bool = False,
+    calibrate: bool = True,
 ) -> list[float | list[float]]:
     """Classify one case with the trained ensemble in `artifact_path`.
 
@@ -181,6 +183,7 @@ def predict(
         covariates: the case's covariate values by name (e.g. {"age": 63, "sex": "F"}; None where unknown), required
             by a model trained with covariates.
         impute_missing_covariates: impute unknown (or all, without `covariates`) values as in training.
+        calibrate: temperature-scale nominal heads with the calibration that uc_summarize fitted (if it ran).
 
     Returns:
         One entry per classification label in dataset.json order: the probability of value 1 (a float) for a
@@ -200,4 +203,5 @@ def predict(
         max_resampled_voxels=max_resampled_voxels,
         covariates=covariates,
         impute_missing_covariates=impute_missing_covariates,
+        calibrate=calibrate,
     )

@@ -20,6 +20,7 @@ from universalclassifier.artifact import (
 )
 from universalclassifier.covariates import check_case_covariates, encode_covariates
 from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.temperature import apply_temperature, read_temperatures
 from universalclassifier.network.heads import head_predictions
 from universalclassifier.network.i3d import network_for
 from universalclassifier.preprocessing.preprocessor import (
@@ -53,6 +54,7 @@ class Predictor:
         self.plans = load_plans(self.trainer_folder)
         self.fold_folders = find_fold_folders(self.trainer_folder, None if folds is None else list(folds))
         self.device = choose_device(device)
+        self.temperatures = read_temperatures(self.trainer_folder, self.plans)  # nominal heads, from uc_summarize
         loaded = [load_network_weights(folder, self.device) for folder in self.fold_folders]
         check_folds_match_plans(
             self.trainer_folder,
@@ -141,12 +143,14 @@ class Predictor:
         max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
         covariates: Mapping[str, object] | None = None,
         impute_missing_covariates: bool = False,
+        calibrate: bool = True,
     ) -> list[float | list[float]]:
         """The predict() contract for one case: per head a float (binary: p(1); regression: the value in the target's
         units) or a list of probabilities (more values).
 
         Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled, and covariates
-        that do not fit the model (see `covariate_input`) before anything is read.
+        that do not fit the model (see `covariate_input`) before anything is read. With `calibrate`, nominal heads
+        are temperature-scaled with the trainer folder's calibration.json (written by uc_summarize), if any.
         """
         self.check_files(image_files, roi_file)
         covariate_input = self.covariate_input(covariates, impute_missing_covariates)
@@ -159,4 +163,9 @@ class Predictor:
             max_resampled_voxels=max_resampled_voxels,
         )
         per_head = self.predictions(to_network_input(array, self.plans.num_roi_classes), tta, covariate_input)
+        if calibrate:
+            per_head = [
+                apply_temperature(p, self.temperatures[head.name]) if head.name in self.temperatures else p
+                for head, p in zip(self.plans.classification_labels, per_head, strict=True)
+            ]
         return [float(p[-1]) if len(p) <= 2 else [float(v) for v in p] for p in per_head]  # p(1), or the value
