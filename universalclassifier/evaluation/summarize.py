@@ -146,40 +146,45 @@ def plot_confusion_matrix(
     figure.savefig(out_file, format="png")
 
 
-def _summarize_head(
+def summarize_head(
     head: ClassificationLabel,
     pooled: dict[str, tuple[str, dict]],
     folds: list[str],
     plots_title: str,
-    trainer_folder: Path,
+    folder: Path,
     num_resamples: int,
     seed: int,
+    *,
+    plots_folder: str = PLOTS_FOLDER,
+    fit_calibration: bool = True,
 ) -> dict:
+    """Metrics (with bootstrap CIs) and plots (in `folder`/`plots_folder`) of one head over a pooled prediction set
+    {case: (fold, {head: (target, prediction)})}; nominal heads also get a temperature fit with `fit_calibration`."""
     name = head.name
-    targets, predictions = _pooled_arrays(pooled, name, list(pooled))
+    targets, predictions = pooled_arrays(pooled, name, list(pooled))
     summary = head_summary(head, targets, predictions)
     known, values = known_targets(targets)
     predictions = predictions[known]
     plot_kinds = ("scatter",) if head.is_regression else ("roc", "confusion", "reliability")
-    plots = {kind: f"{PLOTS_FOLDER}/{kind}_{_file_stem(name)}.png" for kind in plot_kinds}
+    plots = {kind: f"{plots_folder}/{kind}_{_file_stem(name)}.png" for kind in plot_kinds}
     summary.update(folds=folds, plots=plots)
     if not known.any():
         return summary
     title = f"{plots_title}: {name}"
     if head.is_regression:
-        plot_regression_scatter(values, predictions[:, 0], title, trainer_folder / plots["scatter"])
+        plot_regression_scatter(values, predictions[:, 0], title, folder / plots["scatter"])
         intervals = regression_confidence_intervals(values, predictions[:, 0], num_resamples=num_resamples, seed=seed)
         return {**summary, **{f"{metric}_ci_95": list(ci) for metric, ci in intervals.items()}}
     y = values.astype(np.int64)
-    if head.type == "nominal":
+    if head.type == "nominal" and fit_calibration:
         folds_of = [fold for (fold, _), is_known in zip(pooled.values(), known, strict=True) if is_known]
-        summary.update(_calibration(y, predictions, folds_of, title, trainer_folder / plots["reliability"]))
+        summary.update(_calibration(y, predictions, folds_of, title, folder / plots["reliability"], plots_folder))
     ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
     if summary["auc"] is not None and ci[0] is None:
         logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
-    plot_roc_curves(y, predictions, title, trainer_folder / plots["roc"])
-    plot_confusion_matrix(summary["confusion_matrix"], list(head.values), title, trainer_folder / plots["confusion"])
-    plot_reliability_diagram(y, predictions, title, trainer_folder / plots["reliability"], CALIBRATION_BINS)
+    plot_roc_curves(y, predictions, title, folder / plots["roc"])
+    plot_confusion_matrix(summary["confusion_matrix"], list(head.values), title, folder / plots["confusion"])
+    plot_reliability_diagram(y, predictions, title, folder / plots["reliability"], CALIBRATION_BINS)
     return {
         **summary,
         "auc_ci_95": list(ci),
@@ -188,7 +193,9 @@ def _summarize_head(
     }
 
 
-def _calibration(y: np.ndarray, probabilities: np.ndarray, folds: list[str], title: str, plot: Path) -> dict:
+def _calibration(
+    y: np.ndarray, probabilities: np.ndarray, folds: list[str], title: str, plot: Path, plots_folder: str
+) -> dict:
     """The head's temperature (fitted on every case) and the ECE after temperature scaling, cross-fitted: each fold's
     cases scaled with the temperature fitted on the other folds' cases (None with one fold only)."""
     result: dict = {"temperature": fit_temperature(y, probabilities), "ece_calibrated": None}
@@ -202,11 +209,11 @@ def _calibration(y: np.ndarray, probabilities: np.ndarray, folds: list[str], tit
     result["ece_calibrated"] = expected_calibration_error(y, scaled, CALIBRATION_BINS)
     calibrated_plot = plot.with_name(plot.name.replace("reliability_", "reliability_calibrated_"))
     plot_reliability_diagram(y, scaled, f"{title} (temperature-scaled)", calibrated_plot, CALIBRATION_BINS)
-    result["plot_calibrated"] = f"{PLOTS_FOLDER}/{calibrated_plot.name}"
+    result["plot_calibrated"] = f"{plots_folder}/{calibrated_plot.name}"
     return result
 
 
-def _pooled_arrays(
+def pooled_arrays(
     pooled: dict[str, tuple[str, dict]], name: str, cases: Sequence[str]
 ) -> tuple[list[int | float | None], np.ndarray]:
     """Targets (None: unknown) and predictions of head `name` for `cases` of a pooled prediction set."""
@@ -245,14 +252,14 @@ def _reference_summary(
         name = head.name
         cases = [case for case in pooled if pooled[case][1][name][0] is not None]
         common = [case for case in cases if case in deep]
-        targets, probabilities = _pooled_arrays(pooled, name, cases)
+        targets, probabilities = pooled_arrays(pooled, name, cases)
         y = np.array(targets, dtype=np.int64)
         metrics = head_summary(head, targets, probabilities)
         difference: tuple[float | None, float | None, float | None] = (None, None, None)
         if common:
-            common_targets, deep_probabilities = _pooled_arrays(deep, name, common)
+            common_targets, deep_probabilities = pooled_arrays(deep, name, common)
             difference = bootstrap_auc_difference(
-                np.array(common_targets, dtype=np.int64), deep_probabilities, _pooled_arrays(pooled, name, common)[1],
+                np.array(common_targets, dtype=np.int64), deep_probabilities, pooled_arrays(pooled, name, common)[1],
                 num_resamples=num_resamples, seed=seed, auc=auc_of(head),
             )
         summary_heads[name] = {
@@ -347,7 +354,7 @@ def _with_ci(head: dict, metric: str) -> str:
     return format_auc_ci(head[metric], head[f"{metric}_ci_95"])
 
 
-def _head_section(name: str, head: dict) -> list[str]:
+def head_section(name: str, head: dict) -> list[str]:
     """The markdown section of one head: its values, per-value or per-threshold AUCs, confusion matrix and plots."""
     lines = ["", f"## {name}", ""]
     if head["num_missing"]:
@@ -391,7 +398,6 @@ def _head_section(name: str, head: dict) -> list[str]:
 
 def _report(summary: dict) -> str:
     """The markdown report of a summary made by summarize_cross_validation."""
-    classification, regression = _split_heads(summary["heads"])
     lines = [
         f"# Cross-validation summary: {summary['task']}",
         "",
@@ -402,6 +408,16 @@ def _report(summary: dict) -> str:
         f"{summary['num_resamples']} resamples (seed {summary['seed']}). "
         f"ECE: top-label expected calibration error, {summary['calibration_bins']} equal-width confidence bins.",
     ]
+    lines += metric_tables(summary["heads"]) + _comparison_report(summary)
+    for name, head in summary["heads"].items():
+        lines += head_section(name, head)
+    return "\n".join(lines) + "\n"
+
+
+def metric_tables(heads: dict) -> list[str]:
+    """Markdown tables of a summary's heads: classification heads, then regression heads."""
+    classification, regression = _split_heads(heads)
+    lines = []
     if classification:
         lines += ["", "| Head | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |", "|---" * 6 + "|"]
         lines += [f"| {_cell(name)} | {_metric_cells(head)}" for name, head in classification.items()]
@@ -412,10 +428,7 @@ def _report(summary: dict) -> str:
             f"{_with_ci(head, 'r2')} | {_number(head['spearman'])} |"
             for name, head in regression.items()
         ]
-    lines += _comparison_report(summary)
-    for name, head in summary["heads"].items():
-        lines += _head_section(name, head)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _table_rows(heads: dict, width: int) -> list[str]:
@@ -458,8 +471,9 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     into `trainer_folder`. Per head: head_metrics of the pooled cases, auc_ci_95 (bootstrap, None when undefined),
     ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`;
     nominal heads also get their temperature and the cross-fitted ECE after scaling, and calibration.json is written
-    (see evaluation/temperature.py). `reference`: the same metrics of the radiomics reference in the sibling RadiomicsReference/ folder (uc_radiomics)
-    with the paired AUC difference to the deep model, or {"available": false, "how_to": ...} when there is none.
+    (see evaluation/temperature.py). `reference`: the same metrics of the radiomics reference in the sibling
+    RadiomicsReference/ folder (uc_radiomics) with the paired AUC difference to the deep model, or
+    {"available": false, "how_to": ...} when there is none.
     """
     trainer_folder = Path(trainer_folder)
     plans_file = ArtifactLayout(trainer_folder).plans_file
@@ -475,7 +489,7 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     contributing = {fold for fold, _ in pooled.values()}
     used = [fold for fold in folds if fold in contributing]
     heads = {
-        head.name: _summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
+        head.name: summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
         for head in plans.classification_labels
     }
     summary = {

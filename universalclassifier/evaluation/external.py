@@ -1,0 +1,341 @@
+"""External evaluation: predict a labelled test set with the ensemble and report it as uc_summarize reports CV.
+
+The labelled cases come from a folder of images (plus ROIs, a labels CSV and optional covariates CSV) or from the
+task's own test set (`dataset.json` `test` entries carrying their values, or the synthetic generator's
+`test_targets.json`). The report (`evaluation_summary.json`, `evaluation_report.md`, `plots/`) has per head the
+metrics with bootstrap CIs, the plots, and the ten worst-predicted cases; with a second model (`compare`) a paired
+comparison: DeLong's test for binary heads, a paired bootstrap of the AUC (or the MAE) difference otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from universalclassifier.atomic import write_json_atomic, write_text_atomic
+from universalclassifier.covariates import CovariateValue, read_covariates_csv
+from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.bootstrap import bootstrap_auc_difference
+from universalclassifier.evaluation.delong import delong_test
+from universalclassifier.evaluation.head_summary import auc_of
+from universalclassifier.evaluation.summarize import head_section, metric_tables, pooled_arrays, summarize_head
+from universalclassifier.inference.predict import get_predictor
+from universalclassifier.inference.predict_folder import find_cases, find_roi
+from universalclassifier.plans import ClassificationLabel, Plans
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "evaluation_summary.json"
+REPORT_FILE = "evaluation_report.md"
+PLOTS_FOLDER = "plots"
+NUM_WORST = 10
+TEST_TARGETS_FILE = "test_targets.json"
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    """A test case: its image files (modality order), ROI, known values per head (None: unknown) and covariates."""
+
+    images: list[Path]
+    roi: Path | None
+    targets: dict[str, int | float | None]
+    covariates: dict[str, CovariateValue] | None = field(default=None)
+
+
+def _target(head: ClassificationLabel, text: object, source: str) -> int | float | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if head.is_regression and np.isfinite(value):
+        return value
+    if not head.is_regression and value.is_integer() and 0 <= value < head.num_values:
+        return int(value)
+    expected = "a number" if head.is_regression else f"one of {list(range(head.num_values))}"
+    raise UserInputError(f"{source}: '{head.name}' = {text!r} is not {expected} (leave it empty when unknown).")
+
+
+def read_labels_csv(path: Path, plans: Plans) -> dict[str, dict[str, int | float | None]]:
+    """{case_id: {head: value}} from a CSV with a `case_id` column and one column per head (empty: unknown)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"Cannot read the labels file {path} ({exc}).") from exc
+    missing = [c for c in ["case_id", *plans.head_names] if not rows or c not in rows[0]]
+    if missing:
+        raise UserInputError(f"{path} needs the columns case_id and {plans.head_names}; missing {missing}.")
+    return {
+        row["case_id"]: {
+            h.name: _target(h, row[h.name], f"{path}, case {row['case_id']}") for h in plans.classification_labels
+        }
+        for row in rows
+    }
+
+
+def folder_cases(
+    input_folder: Path, roi_folder: Path | None, labels_csv: Path, plans: Plans, covariates_csv: Path | None = None
+) -> dict[str, LabelledCase]:
+    """The labelled cases of a flat image folder (as uc_predict reads it) with their labels and covariates."""
+    labels = read_labels_csv(labels_csv, plans)
+    images = find_cases(input_folder, plans.num_modalities)
+    unlabelled = sorted(set(images) - set(labels))
+    if unlabelled:
+        raise UserInputError(f"{labels_csv} has no row for the case(s) {unlabelled[:10]} of {input_folder}.")
+    covariates = {} if covariates_csv is None else read_covariates_csv(covariates_csv, plans.covariates)
+    return {
+        case: LabelledCase(
+            files, None if roi_folder is None else find_roi(roi_folder, case), labels[case], covariates.get(case)
+        )
+        for case, files in sorted(images.items())
+    }
+
+
+def dataset_test_cases(task_folder: Path, plans: Plans) -> dict[str, LabelledCase]:
+    """The labelled test cases of a raw task: `dataset.json` `test` entries with their values (objects like training
+    entries), or entries given as image paths with their values in `test_targets.json`."""
+    dataset = json.loads((task_folder / "dataset.json").read_text())
+    entries = dataset.get("test") or []
+    stored = task_folder / TEST_TARGETS_FILE
+    targets_file = json.loads(stored.read_text()) if stored.is_file() else {}
+    cases = {}
+    for entry in entries:
+        item = entry if isinstance(entry, dict) else {"image": entry}
+        image = str(item.get("image", ""))
+        case_id, extension = split_extension(Path(image).name)
+        values = item if any(h in item for h in plans.head_names) else targets_file.get(case_id)
+        if values is None:
+            raise UserInputError(
+                f"Test case {case_id} of {task_folder / 'dataset.json'} has no values: give them in its test entry or "
+                f"in {stored}."
+            )
+        folder = (task_folder / image).parent
+        images = [folder / f"{case_id}_{m:04d}{extension}" for m in range(plans.num_modalities)]
+        roi = item.get("label") or (f"./labelsTs/{case_id}{extension}" if plans.uses_roi else None)
+        source = f"{task_folder / 'dataset.json'} test case {case_id}"
+        cases[case_id] = LabelledCase(
+            images,
+            None if roi is None else task_folder / roi,
+            {h.name: _target(h, values.get(h.name), source) for h in plans.classification_labels},
+            values.get("covariates"),
+        )
+    if not cases:
+        raise UserInputError(f"{task_folder / 'dataset.json'} lists no test cases; use -i, -s and --labels instead.")
+    return cases
+
+
+def _predict_all(
+    artifact: Path,
+    cases: dict[str, LabelledCase],
+    task,
+    folds,
+    tta: bool,
+    calibrate: bool,
+    impute: bool,
+    show_progress: bool,
+) -> tuple[Plans, dict[str, list]]:
+    predictor = get_predictor(artifact, folds, task)
+    for case_id, case in cases.items():  # every case's covariates are checked before the first prediction
+        try:
+            predictor.covariate_input(case.covariates, impute_missing=impute)
+        except UserInputError as exc:
+            raise UserInputError(f"case {case_id}: {exc}") from None
+    outputs = {}
+    for case_id, case in tqdm(cases.items(), desc="Evaluating", unit="case", disable=not show_progress):
+        outputs[case_id] = predictor.predict_case(
+            case.images,
+            case.roi,
+            tta=tta,
+            case_id=case_id,
+            covariates=case.covariates,
+            calibrate=calibrate,
+            impute_missing_covariates=impute,
+        )
+    return predictor.plans, outputs
+
+
+def _pooled(plans: Plans, cases: dict[str, LabelledCase], outputs: dict[str, list]) -> dict[str, tuple[str, dict]]:
+    """The prediction set in the form the CV summary pools: {case: ("ensemble", {head: (target, prediction)})}."""
+    pooled = {}
+    for case_id, case in cases.items():
+        per_head = {}
+        for head, value in zip(plans.classification_labels, outputs[case_id], strict=True):
+            prediction = [value] if head.is_regression else ([1 - value, value] if head.num_values == 2 else value)
+            per_head[head.name] = (case.targets[head.name], [float(v) for v in prediction])
+        pooled[case_id] = ("ensemble", per_head)
+    return pooled
+
+
+def _worst_cases(head: ClassificationLabel, pooled: dict[str, tuple[str, dict]]) -> list[dict]:
+    """The NUM_WORST cases predicted worst: lowest probability of the true value, or largest absolute error."""
+    rows = []
+    for case_id, (_, per_head) in pooled.items():
+        target, prediction = per_head[head.name]
+        if target is None:
+            continue
+        if head.is_regression:
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "target": target,
+                    "prediction": prediction[0],
+                    "error": abs(prediction[0] - target),
+                }
+            )
+        else:
+            rows.append(
+                {"case_id": case_id, "target": target, "probabilities": prediction, "p_true": prediction[int(target)]}
+            )
+    key = (lambda r: -r["error"]) if head.is_regression else (lambda r: r["p_true"])
+    return sorted(rows, key=key)[:NUM_WORST]
+
+
+def _comparison(head: ClassificationLabel, pooled: dict, other: dict, num_resamples: int, seed: int) -> dict:
+    """This model minus the other on the cases with a known target of this head."""
+    cases = [c for c in pooled if pooled[c][1][head.name][0] is not None]
+    targets, mine = pooled_arrays(pooled, head.name, cases)
+    theirs = pooled_arrays(other, head.name, cases)[1]
+    if head.is_regression:
+        y = np.array(targets, dtype=np.float64)
+        errors = np.abs(mine[:, 0] - y) - np.abs(theirs[:, 0] - y)
+        rng = np.random.default_rng(seed)
+        resampled = [errors[rng.integers(0, len(y), len(y))].mean() for _ in range(num_resamples)]
+        low, high = np.percentile(resampled, [2.5, 97.5])
+        return {
+            "metric": "MAE",
+            "difference": float(errors.mean()),
+            "ci_95": [float(low), float(high)],
+            "test": "paired bootstrap",
+            "num_cases": len(cases),
+        }
+    y = np.array(targets, dtype=np.int64)
+    difference, low, high = bootstrap_auc_difference(
+        y, mine, theirs, num_resamples=num_resamples, seed=seed, auc=auc_of(head)
+    )
+    result = {
+        "metric": "AUC",
+        "difference": difference,
+        "ci_95": [low, high],
+        "test": "paired bootstrap",
+        "num_cases": len(cases),
+    }
+    if head.num_values == 2 and head.type == "nominal":
+        delong = delong_test(y, mine[:, 1], theirs[:, 1])
+        result.update(test="DeLong", p_value=delong["p_value"], standard_error=delong["standard_error"])
+    return result
+
+
+def evaluate(
+    artifact: Path,
+    cases: dict[str, LabelledCase],
+    output_folder: Path,
+    *,
+    task: str | int | None = None,
+    folds: list[int | str] | None = None,
+    tta: bool = False,
+    calibrate: bool = True,
+    impute_missing_covariates: bool = False,
+    compare: Path | None = None,
+    num_resamples: int = 1000,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict:
+    """Predict `cases` with the ensemble in `artifact` (and `compare`), write the report into `output_folder`."""
+    plans, outputs = _predict_all(
+        artifact, cases, task, folds, tta, calibrate, impute_missing_covariates, show_progress
+    )
+    pooled = _pooled(plans, cases, outputs)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    title = f"{plans.task_name} external evaluation"
+    heads = {
+        head.name: {
+            **summarize_head(
+                head,
+                pooled,
+                ["ensemble"],
+                title,
+                output_folder,
+                num_resamples,
+                seed,
+                plots_folder=PLOTS_FOLDER,
+                fit_calibration=False,
+            ),
+            "worst_cases": _worst_cases(head, pooled),
+        }
+        for head in plans.classification_labels
+    }
+    summary: dict = {
+        "task": plans.task_name,
+        "artifact": str(artifact),
+        "num_cases": len(cases),
+        "tta": tta,
+        "calibrated": calibrate,
+        "num_resamples": num_resamples,
+        "seed": seed,
+        "heads": heads,
+    }
+    if compare is not None:
+        other_plans, other_outputs = _predict_all(
+            compare, cases, task, None, tta, calibrate, impute_missing_covariates, show_progress
+        )
+        if other_plans.head_names != plans.head_names:
+            raise UserInputError(f"{compare} predicts the heads {other_plans.head_names}, not {plans.head_names}.")
+        other = _pooled(other_plans, cases, other_outputs)
+        summary["comparison"] = {
+            "other_artifact": str(compare),
+            "heads": {h.name: _comparison(h, pooled, other, num_resamples, seed) for h in plans.classification_labels},
+        }
+    write_json_atomic(output_folder / SUMMARY_FILE, summary)
+    write_text_atomic(output_folder / REPORT_FILE, _report(summary))
+    logger.info("Wrote %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, PLOTS_FOLDER, output_folder)
+    return summary
+
+
+def _report(summary: dict) -> str:
+    lines = [
+        f"# External evaluation: {summary['task']}",
+        "",
+        f"{summary['num_cases']} labelled case(s) predicted by the ensemble in `{summary['artifact']}`"
+        f"{' with mirroring TTA' if summary['tta'] else ''}"
+        f"{', temperature-scaled' if summary['calibrated'] else ''}; 95% CIs: percentile bootstrap over cases, "
+        f"{summary['num_resamples']} resamples.",
+    ]
+    lines += metric_tables(summary["heads"])
+    comparison = summary.get("comparison")
+    if comparison:
+        lines += [
+            "",
+            f"## Compared with `{comparison['other_artifact']}`",
+            "",
+            "| Head | Metric | This minus other [95% CI] | Test | p-value |",
+            "|---" * 5 + "|",
+        ]
+        for name, result in comparison["heads"].items():
+            low, high = result["ci_95"]
+            interval = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
+            difference = "n/a" if result["difference"] is None else f"{result['difference']:+.3f}"
+            p_value = result.get("p_value")
+            lines.append(
+                f"| {name} | {result['metric']} | {difference}{interval} | {result['test']} | "
+                f"{'n/a' if p_value is None else f'{p_value:.4f}'} |"
+            )
+    for name, head in summary["heads"].items():
+        lines += head_section(name, head)
+        lines += ["", f"Worst-predicted cases of {name}:", ""]
+        for row in head["worst_cases"]:
+            shown = (
+                f"prediction {row['prediction']:.4g}, error {row['error']:.4g}"
+                if "error" in row
+                else f"p(true value) {row['p_true']:.3f}"
+            )
+            lines.append(f"- {row['case_id']}: true {row['target']}, {shown}")
+    return "\n".join(lines) + "\n"
