@@ -215,7 +215,11 @@ def test_malformed_fingerprint_and_case_properties_are_user_errors_naming_the_fi
     with pytest.raises(UserInputError, match=re.escape(f"{case_file} lacks the key(s) ['pad_offsets']")):
         CaseProperties.from_dict(raw, str(case_file))
     raw["pad_offsets"] = [[0, 0]] * 3
-    with pytest.raises(UserInputError, match=re.escape(f"{case_file}: 'classification_targets' must map")):
+    message = f"{case_file}: 'classification_targets' and 'covariates' must be objects and 'group' a string"
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        CaseProperties.from_dict(raw, str(case_file))
+    raw["classification_targets"], raw["group"] = {}, 7
+    with pytest.raises(UserInputError, match=re.escape(message)):
         CaseProperties.from_dict(raw, str(case_file))
 
 

@@ -39,11 +39,15 @@ def _limits(args: argparse.Namespace):
 def plan_and_preprocess_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_plan_and_preprocess",
-        description="Validate a raw task, plan spacing/crop/normalization/input size, and preprocess the training "
-        "cases into DATA/preprocessed/TaskXXX_Name.",
+        description="Validate raw tasks, plan spacing/crop/normalization/input size, and preprocess the training "
+        "cases into DATA/preprocessed/TaskXXX_Name (DatasetXXX_Name for nnU-Net v2 datasets). With several tasks, "
+        "all are validated before any is preprocessed.",
     )
     parser.add_argument("data_root", help="data root holding raw/ (created: preprocessed/)")
-    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument(
+        "-t", "--task", required=True, nargs="+", metavar="TASK",
+        help="task id(s) (e.g. 1, or 17 18 for several) or full name(s) (e.g. Task001_Name, Dataset001_Name)",
+    )
     parser.add_argument(
         "-tf", type=int_at_least(1), default=2, metavar="N", help="worker processes for preprocessing (default 2)"
     )
@@ -64,16 +68,16 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
 
 
 def _plan_and_preprocess(args: argparse.Namespace) -> None:
-    from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+    from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess_tasks
 
-    plan_and_preprocess(
+    plan_and_preprocess_tasks(
         args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet,
         limits=_limits(args),
     )
 
 
 def plan_and_preprocess_main(argv: Sequence[str] | None = None) -> int:
-    """`uc_plan_and_preprocess DATA -t ID [-tf N] [-no_pp]`."""
+    """`uc_plan_and_preprocess DATA -t ID [ID ...] [-tf N] [-no_pp]`."""
     args = plan_and_preprocess_parser().parse_args(argv)
     return run_command(args, _plan_and_preprocess)
 
@@ -234,6 +238,71 @@ def radiomics_main(argv: Sequence[str] | None = None) -> int:
     return run_command(args, _radiomics)
 
 
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uc_evaluate",
+        description="Predict a labelled test set with the trained ensemble and write the same report as uc_summarize "
+        "(evaluation_summary.json, evaluation_report.md, plots/) plus the worst-predicted cases per head.",
+    )
+    parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
+    parser.add_argument("-t", "--task", required=True, help="task id or name")
+    parser.add_argument("-o", "--output", required=True, help="folder for the report")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-i", "--input", help="folder of test images (CASE_XXXX.<ext>), needs --labels")
+    source.add_argument(
+        "--use_dataset_test", action="store_true",
+        help="the task's own test cases: dataset.json test entries with values, or test_targets.json",
+    )
+    parser.add_argument("-s", "--seg", default=None, help="folder of the test ROIs (models trained with ROIs)")
+    parser.add_argument("--labels", default=None, metavar="CSV", help="case_id and one column per head (empty: none)")
+    parser.add_argument("--covariates", default=None, metavar="CSV", help="test cases' covariates (as for uc_predict)")
+    parser.add_argument("--impute_missing_covariates", action="store_true", help="impute unknown covariate values")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every fold)")
+    parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
+    parser.add_argument("--no_calibration", action="store_true", help="do not apply calibration.json")
+    parser.add_argument("--compare", default=None, metavar="OTHER_ARTIFACT", help="a second model to compare with")
+    parser.add_argument("--num_resamples", type=int_at_least(10), default=1000, help="bootstrap resamples")
+    add_common_options(parser)
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from universalclassifier.evaluation.external import dataset_test_cases, evaluate, folder_cases
+    from universalclassifier.inference.predict import get_predictor
+    from universalclassifier.paths import TaskPaths
+
+    paths = TaskPaths.find(args.data_root, args.task)
+    artifact = Path(args.data_root) / "trained_models"
+    plans = get_predictor(artifact, args.folds, paths.task_name).plans
+    if args.use_dataset_test:
+        if args.labels or args.seg or args.covariates:
+            raise UserInputError("--use_dataset_test reads the task's test cases: drop -s, --labels, --covariates.")
+        cases = dataset_test_cases(paths.raw, plans)
+    else:
+        if args.labels is None:
+            raise UserInputError("-i needs --labels CSV (case_id and one column per head).")
+        covariates = None if args.covariates is None else Path(args.covariates)
+        seg = None if args.seg is None else Path(args.seg)
+        cases = folder_cases(Path(args.input), seg, Path(args.labels), plans, covariates)
+    summary = evaluate(
+        artifact, cases, Path(args.output), task=paths.task_name, folds=args.folds, tta=args.tta,
+        calibrate=not args.no_calibration, impute_missing_covariates=args.impute_missing_covariates,
+        compare=None if args.compare is None else Path(args.compare), num_resamples=args.num_resamples,
+        show_progress=not args.quiet,
+    )
+    from universalclassifier.evaluation.summarize import format_summary_table
+
+    print(format_summary_table({"heads": summary["heads"]}))
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """`uc_evaluate DATA -t ID -o OUT (-i IN [-s SEG] --labels CSV | --use_dataset_test) [--compare OTHER]`."""
+    args = evaluate_parser().parse_args(argv)
+    return run_command(args, _evaluate)
+
+
 COMMANDS = {
     "plan_and_preprocess": plan_and_preprocess_main,
     "train": train_main,
@@ -241,6 +310,7 @@ COMMANDS = {
     "summarize": summarize_main,
     "radiomics": radiomics_main,
     "import": import_main,
+    "evaluate": evaluate_main,
 }
 
 

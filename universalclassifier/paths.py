@@ -14,7 +14,9 @@ STAGE_FOLDER = "universal_classifier_plans_v1.0_stage0"
 NETWORK = "3d_fullres"
 TRAINER = "ClassifierTrainer"
 REFERENCE_FOLDER = "RadiomicsReference"  # sibling of the trainer folder: the radiomics reference's cross-validation
-_TASK_PATTERN = re.compile(r"^Task(\d{3})_\S+$")
+# nnU-Net v1 tasks are TaskXXX_Name, nnU-Net v2 datasets DatasetXXX_Name; both keep their own name in every folder
+_TASK_PATTERN = re.compile(r"^(?:Task|Dataset)(\d{3})_\S+$")
+TASK_PREFIXES = ("Task", "Dataset")
 _FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
 
 
@@ -62,7 +64,8 @@ def fold_of_folder(name: str) -> int | str | None:
 
 
 def _raw_parents(data_root: Path) -> list[Path]:
-    return [data_root / "raw" / "nnUNet_raw_data", data_root / "raw"]
+    """Where raw task folders live: nnU-Net v1's and v2's raw folders, then DATA/raw itself."""
+    return [data_root / "raw" / "nnUNet_raw_data", data_root / "raw" / "nnUNet_raw", data_root / "raw"]
 
 
 def _task_parents(data_root: Path) -> list[Path]:
@@ -70,34 +73,56 @@ def _task_parents(data_root: Path) -> list[Path]:
     return _raw_parents(data_root) + [data_root / "preprocessed"]
 
 
+def is_nnunet_v2_folder(folder: Path) -> bool:
+    """Whether a raw task folder is laid out as an nnU-Net v2 dataset (DatasetXXX_Name, or below nnUNet_raw)."""
+    return (folder.name.startswith("Dataset") and _TASK_PATTERN.match(folder.name) is not None) or (
+        folder.parent.name == "nnUNet_raw"
+    )
+
+
+def resolve_data_root(data_root: Path | str) -> Path:
+    """The data root as an absolute path; refuses one that does not exist."""
+    root = Path(data_root).expanduser().resolve()
+    if not root.is_dir():
+        raise UserInputError(f"Data root {root} does not exist; pass the folder that holds raw/.")
+    return root
+
+
 def task_name_from_id(data_root: Path, task: str | int) -> str:
-    """Resolve `1`, `"1"`, `"001"` or `"Task001_Name"` to the task folder name found under `DATA/raw`
-    (or preprocessed)."""
+    """Resolve `1`, `"1"`, `"001"`, `"Task001_Name"` or `"Dataset001_Name"` to the task folder name found under
+    `DATA/raw` (or preprocessed). An id finds `Task001_*` (nnU-Net v1) and `Dataset001_*` (nnU-Net v2) alike."""
     text = str(task).strip()
     if _TASK_PATTERN.match(text):
         wanted = lambda name: name == text  # noqa: E731
     elif text.isdigit():
-        prefix = f"Task{int(text):03d}_"
-        wanted = lambda name: name.startswith(prefix)  # noqa: E731
+        prefixes = tuple(f"{prefix}{int(text):03d}_" for prefix in TASK_PREFIXES)
+        wanted = lambda name: name.startswith(prefixes)  # noqa: E731
     else:
-        raise UserInputError(f"Task '{task}' is neither a task id (e.g. 1) nor a task name (e.g. Task001_Name).")
-    found = sorted(
-        {
-            p.name
-            for parent in _task_parents(data_root)
-            if parent.is_dir()
-            for p in parent.iterdir()
-            if p.is_dir() and wanted(p.name)
-        }
-    )
-    if not found:
-        searched = " and ".join(str(p) for p in _raw_parents(data_root))
         raise UserInputError(
-            f"No task folder for '{task}' in {searched}; put the task at {_raw_parents(data_root)[0]}/TaskXXX_Name."
+            f"Task '{task}' is neither a task id (e.g. 1) nor a task name (e.g. Task001_Name or Dataset001_Name)."
+        )
+    found: dict[str, Path] = {}
+    for parent in _task_parents(data_root):
+        if parent.is_dir():
+            for p in sorted(parent.iterdir()):
+                if p.is_dir() and wanted(p.name):
+                    found.setdefault(p.name, p)
+    if not found:
+        searched = ", ".join(str(p) for p in _raw_parents(data_root))
+        raise UserInputError(
+            f"No task folder for '{task}' in {searched}; put the task at {_raw_parents(data_root)[0]}/TaskXXX_Name "
+            f"(nnU-Net v1) or {_raw_parents(data_root)[1]}/DatasetXXX_Name (nnU-Net v2)."
         )
     if len(found) > 1:
-        raise UserInputError(f"Task id '{task}' matches several folders {found}; pass the full task name instead.")
-    return found[0]
+        names = sorted(found)
+        listing = ", ".join(f"{name} ({found[name]})" for name in names)
+        kinds = {name.split("_", 1)[0].rstrip("0123456789") for name in names}
+        both = " (an nnU-Net v1 task and an nnU-Net v2 dataset share this id)" if kinds == set(TASK_PREFIXES) else ""
+        raise UserInputError(
+            f"Task id '{task}' matches several folders{both}: {listing}; pass the full name instead "
+            f"(e.g. -t {names[0]}), or rename or move one of them."
+        )
+    return next(iter(found))
 
 
 @dataclass(frozen=True)
@@ -109,10 +134,8 @@ class TaskPaths:
 
     @classmethod
     def find(cls, data_root: Path | str, task: str | int) -> "TaskPaths":
-        """Locate a task under `data_root` by id or full name."""
-        root = Path(data_root).expanduser().resolve()
-        if not root.is_dir():
-            raise UserInputError(f"Data root {root} does not exist; pass the folder that holds raw/.")
+        """Locate a task under `data_root` by id or full name (TaskXXX_Name or DatasetXXX_Name)."""
+        root = resolve_data_root(data_root)
         return cls(root, task_name_from_id(root, task))
 
     @property
@@ -121,7 +144,7 @@ class TaskPaths:
         for parent in _raw_parents(self.data_root):
             if (parent / self.task_name).is_dir():
                 return parent / self.task_name
-        return _raw_parents(self.data_root)[0] / self.task_name
+        return _raw_parents(self.data_root)[1 if self.task_name.startswith("Dataset") else 0] / self.task_name
 
     @property
     def preprocessed(self) -> Path:

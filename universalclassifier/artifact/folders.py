@@ -10,7 +10,8 @@ from universalclassifier.paths import TRAINER, ArtifactLayout, fold_folder_name,
 
 def _task_matches(task_name: str, task: str | int) -> bool:
     text = str(task).strip()
-    return task_name == text or (text.isdigit() and task_name.startswith(f"Task{int(text):03d}_"))
+    prefixes = (f"Task{int(text):03d}_", f"Dataset{int(text):03d}_") if text.isdigit() else ()
+    return task_name == text or (bool(prefixes) and task_name.startswith(prefixes))
 
 
 def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None) -> Path:

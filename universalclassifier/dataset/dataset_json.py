@@ -9,11 +9,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
 from universalclassifier.covariates import COVARIATE_TYPES, Covariate, CovariateValue, check_case_covariates
-from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.dataset.image_io import IMAGE_EXTENSIONS, split_extension
 from universalclassifier.errors import TaskValidationError, UserInputError
+from universalclassifier.paths import is_nnunet_v2_folder
 from universalclassifier.plans import HEAD_TYPES, ClassificationLabel  # defined there: plans.json stores the heads too
 
 REQUIRED_KEYS = ("modality", "classification_labels", "training")
+# An nnU-Net v2 dataset.json names its channels in "channel_names" (v1: "modality"), maps ROI label names to values
+# ("labels": {"background": 0, ...}; v1: values to names) and gives the image files' "file_ending".
+REQUIRED_KEYS_V2 = ("channel_names", "classification_labels", "training")
+V2_LABELS_EXAMPLE = '{"background": 0, "organ": 1}'
 # Head names, modality names and case ids become parts of file names (CASE.npy, roc_<head>.png, ...), so they are
 # limited to characters that are safe in a file name on every platform and can never form a path.
 SAFE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -51,8 +56,9 @@ class DatasetDescription:
     classification_labels: tuple[ClassificationLabel, ...]
     roi_labels: dict[int, str] | None
     training: list[TrainingEntry]
-    raw: dict = field(repr=False)
+    raw: dict = field(repr=False)  # dataset.json in the nnU-Net v1 form ('modality', 'labels' value -> name)
     covariates: tuple[Covariate, ...] = ()  # with the training cases' statistics
+    nnunet_version: int = 1  # the form dataset.json was written in: 1 ('modality') or 2 ('channel_names')
 
     @property
     def num_modalities(self) -> int:
@@ -318,6 +324,110 @@ def _with_regression_statistics(
     return tuple(result)
 
 
+def _v2_roi_labels(labels: object, problems: list[str]) -> dict[str, str] | None:
+    """nnU-Net v2 "labels" (name -> value, with "background": 0) as the v1 map {"0": "background", ...}.
+
+    Returns None after recording a problem, and an empty map for a background-only map (a task without ROIs).
+    """
+    if not isinstance(labels, dict) or not labels:
+        problems.append(
+            f"'labels' must map ROI label names to integer values with \"background\": 0 (the nnU-Net v2 form), "
+            f"e.g. {V2_LABELS_EXAMPLE}."
+        )
+        return None
+    regions = [name for name, value in labels.items() if isinstance(value, (list, tuple))]
+    if regions:
+        problems.append(
+            f"'labels' {regions} are regions (lists of values, nnU-Net v2 region-based training); ROI labels must be "
+            f"single integer values, e.g. {V2_LABELS_EXAMPLE}."
+        )
+        return None
+    not_integer = {name: v for name, v in labels.items() if isinstance(v, bool) or not isinstance(v, int)}
+    if not_integer:
+        problems.append(
+            f"'labels' values {not_integer} are not integers; the nnU-Net v2 form maps each ROI label name to its "
+            f"integer value, e.g. {V2_LABELS_EXAMPLE}."
+        )
+        return None
+    if labels.get("background") != 0:
+        found = (
+            f"maps 'background' to {labels['background']}" if "background" in labels else "has no 'background' entry"
+        )
+        problems.append(
+            f"'labels' {found}; nnU-Net v2 labels map names to values and need \"background\": 0, e.g. "
+            f"{V2_LABELS_EXAMPLE}."
+        )
+        return None
+    by_value: dict[int, list[str]] = {}
+    for name, value in labels.items():
+        by_value.setdefault(value, []).append(str(name))
+    shared = {value: names for value, names in by_value.items() if len(names) > 1}
+    if shared:
+        problems.append(f"'labels' gives one value to several names {shared}; give every ROI label its own value.")
+        return None
+    if sorted(by_value) != list(range(len(by_value))):
+        problems.append(
+            f"'labels' values {sorted(by_value)} are not consecutive from 0; renumber them as "
+            f"{list(range(len(by_value)))} (and the ROI files accordingly)."
+        )
+        return None
+    if len(by_value) == 1:
+        return {}
+    return {str(value): by_value[value][0] for value in sorted(by_value)}
+
+
+def _v2_training(raw: object, file_ending: object, problems: list[str]) -> object:
+    """The training entries with `file_ending` added to images given without an extension; records images whose
+    extension differs from it."""
+    if not isinstance(raw, list) or not isinstance(file_ending, str):
+        return raw
+    entries = []
+    for index, item in enumerate(raw):
+        image = item.get("image") if isinstance(item, dict) else None
+        if isinstance(image, str):
+            ext = split_extension(image)[1]
+            if not ext:
+                item = {**item, "image": image + file_ending}
+            elif ext.lower() != file_ending.lower():
+                problems.append(
+                    f"training[{index}]: 'image' {image!r} ends in '{ext}' but 'file_ending' is '{file_ending}'; "
+                    "the images of an nnU-Net v2 dataset are CASE_XXXX<file_ending>: make them agree."
+                )
+        entries.append(item)
+    return entries
+
+
+def _v1_form(raw: dict, problems: list[str]) -> tuple[dict, bool]:
+    """An nnU-Net v2 dataset.json in the v1 form the rest of the pipeline reads: 'modality' from 'channel_names',
+    'labels' as value -> name (left out for a background-only map), images with their file ending.
+
+    Also returns whether 'labels' could be converted (if not, it is kept as given and a problem is recorded).
+    """
+    converted = {key: value for key, value in raw.items() if key != "channel_names"}
+    converted["modality"] = raw["channel_names"]
+    file_ending = raw.get("file_ending")
+    if file_ending is not None and (not isinstance(file_ending, str) or file_ending.lower() not in IMAGE_EXTENSIONS):
+        problems.append(f"'file_ending' is {file_ending!r}; use one of {list(IMAGE_EXTENSIONS)}.")
+        file_ending = None
+    converted["training"] = _v2_training(raw["training"], file_ending, problems)
+    labels = None if raw.get("labels") is None else _v2_roi_labels(raw["labels"], problems)
+    if labels == {}:
+        del converted["labels"]  # background only: no ROI map
+    elif labels is not None:
+        converted["labels"] = labels
+    return converted, raw.get("labels") is None or labels is not None
+
+
+def _looks_like_v2_labels(labels: object) -> bool:
+    """Whether a v1 file's 'labels' is written in the v2 form (names -> integer values)."""
+    return (
+        isinstance(labels, dict)
+        and bool(labels)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values())
+        and not all(str(k).lstrip("-").isdigit() for k in labels)
+    )
+
+
 def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
     """Parse a dataset.json; returns the description and the problems found in it.
 
@@ -336,20 +446,46 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         raise TaskValidationError(task_folder, [f"{path} cannot be read ({exc}); make it a readable file."]) from exc
     if not isinstance(raw, dict):
         raise TaskValidationError(task_folder, [f"{path} must hold a JSON object."])
-    missing = [k for k in REQUIRED_KEYS if k not in raw]
-    if missing:
+    if "modality" in raw and "channel_names" in raw:
         raise TaskValidationError(
-            task_folder, [f"{path.name} is missing the key(s) {missing}; add them (see README, 'dataset.json')."]
+            task_folder,
+            [
+                f"{path.name} has both 'modality' (nnU-Net v1) and 'channel_names' (nnU-Net v2); keep one of them: "
+                f"'modality' with 'labels' as value -> name, or 'channel_names' with 'labels' as name -> value "
+                f"(e.g. {V2_LABELS_EXAMPLE}) and 'file_ending'."
+            ],
+        )
+    # the keys decide the form; only a file with neither channel key is judged by its folder (DatasetXXX_Name)
+    v2 = "channel_names" in raw or ("modality" not in raw and is_nnunet_v2_folder(path.parent))
+    missing = [k for k in (REQUIRED_KEYS_V2 if v2 else REQUIRED_KEYS) if k not in raw]
+    if missing:
+        form = " (an nnU-Net v2 dataset.json)" if v2 else ""
+        raise TaskValidationError(
+            task_folder,
+            [f"{path.name}{form} is missing the key(s) {missing}; add them (see README, 'dataset.json')."],
         )
     problems: list[str] = []
-    modalities = _consecutive_int_keys(raw["modality"], "'modality'", 1, problems) or []
+    channel_key = "channel_names" if v2 else "modality"
+    labels_understood = True
+    if v2:
+        raw, labels_understood = _v1_form(raw, problems)
+    elif _looks_like_v2_labels(raw.get("labels")):
+        problems.append(
+            f"'labels' maps names to values (the nnU-Net v2 form, e.g. {V2_LABELS_EXAMPLE}) but the file names its "
+            "channels in 'modality' (nnU-Net v1, 'labels' as value -> name); write 'labels' as "
+            "{\"0\": \"background\", \"1\": ...}, or use 'channel_names' instead of 'modality'."
+        )
+        raw = {**raw, "labels": {str(v): k for k, v in raw["labels"].items()}}  # one message, not two
+    modalities = _consecutive_int_keys(raw["modality"], f"'{channel_key}'", 1, problems) or []
     unsafe = [name for name in modalities if not is_modality_name(name)]
     if unsafe:
-        problems.append(f"'modality' names {unsafe} are not allowed: use {MODALITY_NAME_RULE} (e.g. \"CT\", \"T2\").")
+        problems.append(
+            f"'{channel_key}' names {unsafe} are not allowed: use {MODALITY_NAME_RULE} (e.g. \"CT\", \"T2\")."
+        )
     heads = _parse_heads(raw["classification_labels"], problems)
     covariates = _parse_covariates(raw.get("covariates"), problems)
     roi_labels = None
-    if raw.get("labels") is not None:
+    if raw.get("labels") is not None and labels_understood:
         names = _consecutive_int_keys(raw["labels"], "'labels' (ROI map)", 2, problems)
         if names is not None and len(names) > MAX_ROI_LABELS:
             problems.append(
@@ -379,5 +515,6 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         training=entries,
         raw=raw,
         covariates=_with_covariate_statistics(covariates, entries, problems),
+        nnunet_version=2 if v2 else 1,
     )
     return description, problems

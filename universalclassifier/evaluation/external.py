@@ -24,7 +24,6 @@ from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_difference
 from universalclassifier.evaluation.delong import delong_test
-from universalclassifier.evaluation.head_summary import auc_of
 from universalclassifier.evaluation.summarize import head_section, metric_tables, pooled_arrays, summarize_head
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predict_folder import find_cases, find_roi
@@ -219,7 +218,7 @@ def _comparison(head: ClassificationLabel, pooled: dict, other: dict, num_resamp
         }
     y = np.array(targets, dtype=np.int64)
     difference, low, high = bootstrap_auc_difference(
-        y, mine, theirs, num_resamples=num_resamples, seed=seed, auc=auc_of(head)
+        y, mine, theirs, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal
     )
     result = {
         "metric": "AUC",

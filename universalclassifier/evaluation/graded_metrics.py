@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import warnings
@@ -15,6 +14,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, confusion_matrix, r2_score
 
 from universalclassifier.checks import checked_int
+from universalclassifier.evaluation.bootstrap import bootstrap_interval
 from universalclassifier.evaluation.metrics import _check, _json_safe_dict, _one_vs_rest_auc
 
 logger = logging.getLogger(__name__)
@@ -23,11 +23,6 @@ logger = logging.getLogger(__name__)
 ROW_SUM_TOLERANCE = 1e-3
 # Fewer cases than this give no bootstrap interval: the jackknife of BCa and most resamples degenerate.
 MIN_BOOTSTRAP_CASES = 3
-CONFIDENCE_LEVEL = 0.95
-# Resamples per vectorised batch of scipy.stats.bootstrap, bounding memory on large validation sets.
-BOOTSTRAP_BATCH = 200
-# scipy >= 1.15 takes `rng`; older versions (the project allows scipy >= 1.10) only `random_state`.
-_RNG_KEYWORD = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 
 
 def ordinal_predictions(probabilities: np.ndarray) -> np.ndarray:
@@ -198,53 +193,6 @@ _BOOTSTRAP_STATISTICS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _bootstrap_interval(
-    statistic: Callable[..., np.ndarray], y: np.ndarray, pred: np.ndarray, num_resamples: int, seed: int
-) -> list[float | None]:
-    """Paired BCa interval, the percentile interval of the same resamples where BCa fails; [None, None] if NaN."""
-    common = {
-        "paired": True,
-        "vectorized": True,
-        "axis": -1,
-        "confidence_level": CONFIDENCE_LEVEL,
-        "batch": BOOTSTRAP_BATCH,
-    }
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        # Degenerate data (ties, constant resamples) makes BCa warn and return NaN; we fall back below instead.
-        warnings.filterwarnings("ignore", category=stats.DegenerateDataWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        bca = None
-        try:
-            bca = stats.bootstrap(
-                (y, pred),
-                statistic,
-                n_resamples=num_resamples,
-                method="BCa",
-                **{_RNG_KEYWORD: np.random.default_rng(seed)},
-                **common,
-            )
-            interval = bca.confidence_interval
-        except (ValueError, ZeroDivisionError, FloatingPointError) as error:
-            logger.debug("BCa bootstrap failed (%s); using the percentile interval.", error)
-            interval = None
-        if interval is None or np.isnan(interval.low) or np.isnan(interval.high):
-            # Reuse the BCa resamples where there are some (n_resamples=0 adds none), else draw them afresh.
-            percentile = stats.bootstrap(
-                (y, pred),
-                statistic,
-                n_resamples=0 if bca is not None else num_resamples,
-                method="percentile",
-                bootstrap_result=bca,
-                **{_RNG_KEYWORD: np.random.default_rng(seed)},
-                **common,
-            )
-            interval = percentile.confidence_interval
-    low, high = float(interval.low), float(interval.high)
-    if math.isnan(low) or math.isnan(high):
-        return [None, None]
-    return [low, high]
-
-
 def regression_confidence_intervals(
     targets: ArrayLike, predictions: ArrayLike, num_resamples: int = 1000, seed: int = 0
 ) -> dict[str, list[float | None]]:
@@ -264,7 +212,10 @@ def regression_confidence_intervals(
         if len(y) < MIN_BOOTSTRAP_CASES or point[metric] is None:
             intervals[metric] = [None, None]
         else:
-            intervals[metric] = _bootstrap_interval(statistic, y, pred, num_resamples, seed)
+            low, high = bootstrap_interval(
+                (y, pred), statistic, paired=True, vectorized=True, num_resamples=num_resamples, seed=seed
+            )
+            intervals[metric] = [low, high]
     return intervals
 
 

@@ -16,7 +16,7 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
 from universalclassifier.evaluation.graded_metrics import plot_regression_scatter, regression_confidence_intervals
-from universalclassifier.evaluation.head_summary import auc_of, head_summary, known_targets
+from universalclassifier.evaluation.head_summary import head_summary, known_targets
 from universalclassifier.evaluation.metrics import plot_roc_curves
 from universalclassifier.evaluation.temperature import apply_temperature, fit_temperature, write_calibration
 from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout
@@ -179,7 +179,7 @@ def summarize_head(
     if head.type == "nominal" and fit_calibration:
         folds_of = [fold for (fold, _), is_known in zip(pooled.values(), known, strict=True) if is_known]
         summary.update(_calibration(y, predictions, folds_of, title, folder / plots["reliability"], plots_folder))
-    ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
+    ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal)
     if summary["auc"] is not None and ci[0] is None:
         logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
     plot_roc_curves(y, predictions, title, folder / plots["roc"])
@@ -260,12 +260,12 @@ def _reference_summary(
             common_targets, deep_probabilities = pooled_arrays(deep, name, common)
             difference = bootstrap_auc_difference(
                 np.array(common_targets, dtype=np.int64), deep_probabilities, pooled_arrays(pooled, name, common)[1],
-                num_resamples=num_resamples, seed=seed, auc=auc_of(head),
+                num_resamples=num_resamples, seed=seed, ordinal=head.ordinal,
             )
         summary_heads[name] = {
             **metrics,
             "auc_ci_95": list(
-                bootstrap_auc_ci(y, probabilities, num_resamples=num_resamples, seed=seed, auc=auc_of(head))
+                bootstrap_auc_ci(y, probabilities, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal)
             ),
             "ece": expected_calibration_error(y, probabilities, CALIBRATION_BINS),
             "deep_minus_reference_auc": {

@@ -46,7 +46,7 @@ IMAGE_EXTENSION = ".nii.gz"
 RESERVED_ENTRY_KEYS = ("image", "label", "patient_id", "group", "covariates")
 COVARIATE_TYPES = ("numeric", "categorical")
 # Where `-t ID` looks a task up (see paths.py): a task id used in any of these folders is taken.
-_TASK_PARENTS = (("raw", "nnUNet_raw_data"), ("raw",), ("preprocessed",))
+_TASK_PARENTS = (("raw", "nnUNet_raw_data"), ("raw", "nnUNet_raw"), ("raw",), ("preprocessed",))
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 Target = int | float | None
@@ -137,10 +137,10 @@ def task_folder(data_root: Path | str, task_id: int, name: str) -> Path:
             f"Task folder {target} already exists; uc_import never changes an existing task: pick another id (-t) "
             "or remove that folder."
         )
-    prefix = f"Task{task_id:03d}_"
+    prefixes = (f"Task{task_id:03d}_", f"Dataset{task_id:03d}_")  # nnU-Net v1 tasks and v2 datasets share ids
     for parts in _TASK_PARENTS:
         parent = root.joinpath(*parts)
-        taken = sorted(p.name for p in parent.iterdir() if p.name.startswith(prefix)) if parent.is_dir() else []
+        taken = sorted(p.name for p in parent.iterdir() if p.name.startswith(prefixes)) if parent.is_dir() else []
         if taken:
             raise UserInputError(
                 f"Task id {task_id} is already used by {parent / taken[0]}; pick another id (-t), since commands "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import numpy as np
 
 from universalclassifier.atomic import write_json_atomic
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
+from universalclassifier.errors import UserInputError
 from universalclassifier.parallel import map_with_progress
-from universalclassifier.paths import TaskPaths
+from universalclassifier.paths import TaskPaths, resolve_data_root
 from universalclassifier.planning.fingerprint import dataset_fingerprint, fingerprint_case
 from universalclassifier.planning.planner import plan_experiment
 from universalclassifier.planning.stage import new_stage_folder, read_marker, remove_leftovers, seal_and_publish
@@ -74,15 +76,102 @@ def plan_and_preprocess(
 ) -> Plans:
     """Validate a raw task, fingerprint it, write plans and (unless `preprocess` is False) the training arrays.
 
-    Everything is written under DATA/preprocessed/TaskXXX_Name; the raw folder is only read. A user's
-    splits_final.json there is kept. The arrays are built in a temporary folder that replaces the stage folder
-    only once every case is done (with a completion marker naming the cases and the plans' hash); the plans file
-    is written after that, so an interrupted run never leaves new plans beside arrays that training would accept.
+    Everything is written under DATA/preprocessed/<task name> (TaskXXX_Name, or DatasetXXX_Name for an nnU-Net v2
+    dataset); the raw folder is only read. A user's splits_final.json there is kept. The arrays are built in a
+    temporary folder that replaces the stage folder only once every case is done (with a completion marker naming
+    the cases and the plans' hash); the plans file is written after that, so an interrupted run never leaves new
+    plans beside arrays that training would accept.
     `limits` bounds the images' sizes (see `InputLimits`).
     """
     paths = TaskPaths.find(data_root, task)
-    logger.info("Planning %s from %s", paths.task_name, paths.raw)
+    validated = _validate(paths, num_workers, show_progress, limits)
+    return _plan_validated(paths, validated, num_workers, preprocess, show_progress, limits)
+
+
+def plan_and_preprocess_tasks(
+    data_root: Path | str,
+    tasks: Sequence[str | int],
+    num_workers: int = 2,
+    preprocess: bool = True,
+    show_progress: bool = True,
+    limits: InputLimits = InputLimits(),
+) -> dict[str, Plans]:
+    """Plan and preprocess several tasks (`-t 17 18`, as in nnU-Net); returns the plans by task name.
+
+    Every task is found and validated before any of them is fingerprinted or preprocessed: if one fails, one error
+    names every failing task with its problems and nothing is written. Then the tasks are planned one by one; a
+    task that fails there is reported and the others still run, and one error at the end names the tasks that
+    succeeded and those that failed. A single task behaves exactly as `plan_and_preprocess`.
+    """
+    if not tasks:
+        raise UserInputError("No task given; pass one or more task ids or names (-t 1 2 or -t Dataset001_Name).")
+    if len(tasks) == 1:
+        plans = plan_and_preprocess(data_root, tasks[0], num_workers, preprocess, show_progress, limits)
+        return {plans.task_name: plans}
+    root = resolve_data_root(data_root)
+    found: dict[str, TaskPaths] = {}
+    validated: dict[str, ValidatedTask] = {}
+    failed: list[tuple[str, str]] = []
+    for task in tasks:  # find and validate every task before any heavy work; validation writes nothing
+        try:
+            paths = TaskPaths.find(root, task)
+        except UserInputError as exc:
+            failed.append((f"task '{task}'", str(exc)))
+            continue
+        if paths.task_name in found:
+            logger.warning("Task '%s' is %s, given before; planning it once.", task, paths.task_name)
+            continue
+        found[paths.task_name] = paths
+        try:
+            validated[paths.task_name] = _validate(paths, num_workers, show_progress, limits)
+        except UserInputError as exc:
+            failed.append((paths.task_name, str(exc)))
+    if failed:
+        listing = "\n".join(f"{name}: {message}" for name, message in failed)
+        valid = f" (not even the valid {', '.join(validated)})" if validated else ""
+        total = len(validated) + len(failed)  # distinct tasks
+        raise UserInputError(
+            f"{len(failed)} of {total} tasks failed validation ({', '.join(name for name, _ in failed)}); "
+            f"nothing was planned or preprocessed{valid}. Fix them and run again:\n{listing}"
+        )
+    done: dict[str, Plans] = {}
+    for index, (name, paths) in enumerate(found.items(), 1):
+        logger.info("Planning task %d of %d: %s", index, len(found), name)
+        try:
+            done[name] = _plan_validated(paths, validated[name], num_workers, preprocess, show_progress, limits)
+        except UserInputError as exc:
+            logger.error("Task %s failed: %s", name, exc)
+            failed.append((name, str(exc)))
+        except Exception as exc:  # one task's failure must not stop the others; the summary names it
+            logger.exception("Task %s failed", name)
+            failed.append((name, f"{type(exc).__name__}: {exc}"))
+    if failed:
+        raise UserInputError(
+            f"{len(failed)} of {len(found)} tasks failed: "
+            + "; ".join(f"{name} ({message.splitlines()[0] if message else 'no message'})" for name, message in failed)
+            + f". Succeeded: {', '.join(done) if done else 'none'}. See the log above; re-run the failed tasks alone."
+        )
+    logger.info("Planned%s %d tasks: %s", " and preprocessed" if preprocess else "", len(done), ", ".join(done))
+    return done
+
+
+def _validate(paths: TaskPaths, num_workers: int, show_progress: bool, limits: InputLimits) -> ValidatedTask:
+    logger.info("Validating %s from %s", paths.task_name, paths.raw)
     validated = validate_task(paths.raw, num_workers, show_progress, limits.max_input_voxels)
+    if validated.description.nnunet_version == 2:
+        logger.info("%s: read as an nnU-Net v2 dataset.json (channel_names, labels as name -> value)", paths.task_name)
+    return validated
+
+
+def _plan_validated(
+    paths: TaskPaths,
+    validated: ValidatedTask,
+    num_workers: int,
+    preprocess: bool,
+    show_progress: bool,
+    limits: InputLimits,
+) -> Plans:
+    """Fingerprint, plan and (unless `preprocess` is False) preprocess a task that passed validation."""
     description = validated.description
     paths.preprocessed.mkdir(parents=True, exist_ok=True)
     remove_leftovers(paths)
