@@ -1,8 +1,14 @@
-"""Reading and writing images with SimpleITK, with axes and spacing in (z, y, x) order."""
+"""Reading and writing images with SimpleITK, with axes and spacing in (z, y, x) order.
+
+An image is a file in a format SimpleITK reads, or a folder holding the files of exactly one DICOM series (read with
+SimpleITK's `ImageSeriesReader`, slices in the order GDCM sorts them). Every reader here goes through `_open_image`,
+so files and series folders share one code path: the header first (size limits are checked on it), pixels after.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +70,145 @@ def is_existing_file(path: Path | str) -> bool:
         return False
 
 
+def is_existing_image(path: Path | str) -> bool:
+    """Whether `path` can be an image: a file, or a folder (read as one DICOM series); False rather than an error for
+    a path the system cannot look up."""
+    return is_existing_file(path) or is_existing_folder(path)
+
+
+def is_existing_folder(path: Path | str) -> bool:
+    """Whether `path` is a folder; False rather than an error for a path the system cannot look up."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def dicom_series_files(folder: Path) -> tuple[str, ...]:
+    """The files of the one DICOM series in `folder`, in slice order (as GDCM sorts them, along the slice normal).
+
+    Refused with a UserInputError naming the folder: an empty folder, a folder without a DICOM series (sub-folders are
+    not searched) and a folder holding several series (the message lists their series instance UIDs).
+    """
+    try:
+        entries = sorted(p.name for p in folder.iterdir())
+    except OSError as exc:
+        raise UserInputError(f"Cannot read image folder {folder}: {exc.strerror or exc}.") from exc
+    if not entries:
+        raise UserInputError(
+            f"Image folder {folder} is empty; a folder given as an image must hold the files of one DICOM series."
+        )
+    try:
+        series_ids = tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError as exc:
+        raise UserInputError(f"Cannot read DICOM series in image folder {folder}: {_first_line(exc)}.") from exc
+    if not series_ids:
+        raise UserInputError(
+            f"Image folder {folder} holds no DICOM series (none of its {len(entries)} file(s) and folder(s) is a DICOM "
+            "image; sub-folders are not searched); a folder given as an image must hold the files of one DICOM series."
+        )
+    if len(series_ids) > 1:
+        raise UserInputError(
+            f"Image folder {folder} holds {len(series_ids)} DICOM series (series instance UIDs "
+            f"{', '.join(series_ids)}); a folder given as an image must hold exactly one series: move each series "
+            "into a folder of its own."
+        )
+    try:
+        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    except RuntimeError as exc:
+        raise UserInputError(f"Cannot read DICOM series in image folder {folder}: {_first_line(exc)}.") from exc
+    if not files:
+        raise UserInputError(f"Image folder {folder}: DICOM series {series_ids[0]} lists no files.")
+    return files
+
+
+@dataclass(frozen=True)
+class _ImageSource:
+    """An image whose header has been read: what the header says, and how to read its pixels."""
+
+    dimension: int
+    components: int
+    geometry: Geometry  # as the header gives it: `components` is that of the header
+    read_pixels: Callable[[], sitk.Image]  # raises UserInputError
+
+
+def _open_image(path: Path) -> _ImageSource:
+    """Read the header of an image file, or of the DICOM series in a folder, without any pixel."""
+    if is_existing_folder(path):
+        return _open_series(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+    components = int(reader.GetNumberOfComponents())
+
+    def read_pixels() -> sitk.Image:
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+
+    return _ImageSource(int(reader.GetDimension()), components, _geometry_of(reader, components), read_pixels)
+
+
+def _open_series(folder: Path) -> _ImageSource:
+    """The header of the DICOM series in `folder` from the headers of its first and last slice files.
+
+    The geometry is the one `ImageSeriesReader` gives (ITK's ImageSeriesReader::GenerateOutputInformation, with the
+    orthogonal direction SimpleITK forces by default): size and in-plane spacing, origin and direction of the first
+    slice, the number of slices along the slice axis, and as slice spacing the distance between the first and last
+    slice positions over the number of slices - 1 (1 when they coincide).
+    """
+    files = dicom_series_files(folder)
+
+    def header(file: str) -> sitk.ImageFileReader:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(file)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise UserInputError(
+                f"Cannot read DICOM file {file} of the series in image folder {folder}: {_first_line(exc)}."
+            ) from exc
+        return reader
+
+    first = header(files[0])
+    components = int(first.GetNumberOfComponents())
+    size = list(first.GetSize())
+    spacing = list(first.GetSpacing())
+    dimension = int(first.GetDimension())
+    if len(files) > 1:
+        if dimension != 3 or size[2] != 1:
+            raise UserInputError(
+                f"Image folder {folder} holds a DICOM series of {len(files)} files of size {list(size)} (x, y, z); "
+                "expected one 2D slice per file, or a single multi-frame file."
+            )
+        last = header(files[-1])
+        step = [b - a for a, b in zip(first.GetOrigin(), last.GetOrigin(), strict=True)]
+        distance = math.sqrt(sum(d * d for d in step))
+        size[2] = len(files)
+        spacing[2] = 1.0 if distance == 0.0 else distance / (len(files) - 1)
+    geometry = Geometry(
+        size=tuple(int(s) for s in reversed(size)),
+        spacing=tuple(float(s) for s in reversed(spacing)),
+        origin=tuple(float(o) for o in first.GetOrigin()),
+        direction=tuple(float(d) for d in first.GetDirection()),
+        components=components,
+    )
+
+    def read_pixels() -> sitk.Image:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            raise UserInputError(f"Cannot read the DICOM series in image folder {folder}: {_first_line(exc)}.") from exc
+
+    return _ImageSource(dimension, components, geometry, read_pixels)
+
+
 def grid_problems(geometry: Geometry, max_voxels: int = MAX_INPUT_VOXELS) -> list[str]:
     """What makes a grid unusable, as sentences ([] when fine): an empty axis, more than `max_voxels` voxels, or a
     spacing that is not finite and positive (origin and direction must be finite too)."""
@@ -104,40 +249,27 @@ def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> l
 
 
 def read_geometry(path: Path) -> Geometry:
-    """Read only the header of an image file."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
-    return _geometry_of(reader, int(reader.GetNumberOfComponents()))
+    """Read only the header of an image file, or of the DICOM series in a folder."""
+    return _open_image(path).geometry
 
 
-def read_image(
-    path: Path, dtype: type = np.float32, max_voxels: int = MAX_INPUT_VOXELS
-) -> tuple[np.ndarray, Geometry]:
-    """Read a 3D single-channel image as an array (z, y, x) plus its geometry.
+def read_image(path: Path, dtype: type = np.float32, max_voxels: int = MAX_INPUT_VOXELS) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D single-channel image (a file, or a folder holding one DICOM series) as an array (z, y, x) plus its
+    geometry.
 
     The header is checked first (3D, one component, see `grid_problems`), so that no pixel of an unusable or
     oversized image is read.
     """
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-        dimension, components = reader.GetDimension(), reader.GetNumberOfComponents()
-        if dimension != 3 or components != 1:
-            raise UserInputError(
-                f"Image {path} is {dimension}D with {components} component(s); "
-                "expected a 3D single-channel image (store each modality as its own 3D file)."
-            )
-        problems = grid_problems(_geometry_of(reader, components), max_voxels)
-        if problems:
-            raise UserInputError(f"Image {path} {'; '.join(problems)}.")
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+    source = _open_image(path)
+    if source.dimension != 3 or source.components != 1:
+        raise UserInputError(
+            f"Image {path} is {source.dimension}D with {source.components} component(s); "
+            "expected a 3D single-channel image (store each modality as its own 3D file)."
+        )
+    problems = grid_problems(source.geometry, max_voxels)
+    if problems:
+        raise UserInputError(f"Image {path} {'; '.join(problems)}.")
+    image = source.read_pixels()
     return sitk.GetArrayFromImage(image).astype(dtype, copy=False), _geometry_of(image, 1)
 
 

@@ -19,6 +19,8 @@ from universalclassifier.dataset.image_io import (
     compare_geometry,
     grid_problems,
     is_existing_file,
+    is_existing_folder,
+    is_existing_image,
     read_geometry,
     read_image,
     split_extension,
@@ -55,7 +57,8 @@ class ValidatedTask:
 
 
 def find_modality_file(folder: Path, case_id: str, modality: int, preferred_ext: str) -> Path | None:
-    """The file `CASE_XXXX.<ext>` in `folder`, trying the preferred extension first."""
+    """The file `CASE_XXXX.<ext>` in `folder`, trying the preferred extension first, else the folder `CASE_XXXX/`
+    (a DICOM series)."""
     extensions = (
         [preferred_ext] + [e for e in IMAGE_EXTENSIONS if e != preferred_ext] if preferred_ext else IMAGE_EXTENSIONS
     )
@@ -63,7 +66,8 @@ def find_modality_file(folder: Path, case_id: str, modality: int, preferred_ext:
         candidate = folder / f"{case_id}_{modality:04d}{ext}"
         if is_existing_file(candidate):
             return candidate
-    return None
+    series_folder = folder / f"{case_id}_{modality:04d}"
+    return series_folder if is_existing_folder(series_folder) else None
 
 
 def _resolve_case(
@@ -76,16 +80,17 @@ def _resolve_case(
         found = find_modality_file(image_ref.parent, entry.case_id, index, ext)
         if found is None:
             expected = (image_ref.parent / f"{entry.case_id}_{index:04d}{ext or '.nii.gz'}").relative_to(task_folder)
+            series_folder = expected.with_name(f"{entry.case_id}_{index:04d}")
             problems.append(
-                f"case {entry.case_id}: missing modality {index} ({name}) file {expected}; add it or remove the "
-                "case from 'training' in dataset.json."
+                f"case {entry.case_id}: missing modality {index} ({name}) file {expected} (or a DICOM series folder "
+                f"{series_folder}/); add it or remove the case from 'training' in dataset.json."
             )
         else:
             images.append(found)
     roi = None
     if entry.label is not None:
         roi = task_folder / entry.label
-        if not is_existing_file(roi):
+        if not is_existing_image(roi):  # a file, or a folder holding a DICOM series
             problems.append(
                 f"case {entry.case_id}: ROI file {entry.label} (its 'label' entry) does not exist; add the "
                 "segmentation or fix the path."
@@ -117,7 +122,7 @@ def _check_roi_rule(task_folder: Path, description: DatasetDescription, problems
     if with_label and not labels_set:
         problems.append(
             f"{len(with_label)} training case(s) have a 'label' (ROI) entry but dataset.json has no 'labels' map; "
-            "add 'labels' such as {\"0\": \"background\", \"1\": \"roi\"} or remove the 'label' entries."
+            'add \'labels\' such as {"0": "background", "1": "roi"} or remove the \'label\' entries.'
         )
     if with_label and without_label:
         problems.append(
@@ -154,7 +159,7 @@ def _stray_cases(task_folder: Path, entries: list[TrainingEntry]) -> list[str]:
     for path in folder.iterdir():
         stem, ext = split_extension(path)
         match = _MODALITY_SUFFIX.match(stem)
-        if ext and match and match.group("case") not in known:
+        if (ext or is_existing_folder(path)) and match and match.group("case") not in known:
             stray.add(path.name)
     return sorted(stray)
 
@@ -296,6 +301,8 @@ def validate_task(
         if unknown:
             logger.info(
                 "Head '%s': %d of %d training cases have no value (left out of its loss and metrics).",
-                head.name, unknown, len(cases),
+                head.name,
+                unknown,
+                len(cases),
             )
     return ValidatedTask(task_folder, description, cases, uses_roi)

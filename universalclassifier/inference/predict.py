@@ -40,19 +40,13 @@ def canonical_device(device: str | torch.device | None) -> torch.device:
     try:
         chosen = choose_device(device)
     except (RuntimeError, TypeError) as exc:
-        raise UserInputError(
-            f"device {device!r} is not a torch device ({exc}); use e.g. \"cpu\" or \"cuda:0\"."
-        ) from exc
+        raise UserInputError(f'device {device!r} is not a torch device ({exc}); use e.g. "cpu" or "cuda:0".') from exc
     if chosen.type == "cpu":
         return torch.device("cpu")
     if chosen.type != "cuda":
-        raise UserInputError(
-            f"device {device!r} is not supported; use \"cpu\" or \"cuda[:N]\" (None: CUDA if available)."
-        )
+        raise UserInputError(f'device {device!r} is not supported; use "cpu" or "cuda[:N]" (None: CUDA if available).')
     if not torch.cuda.is_available():
-        raise UserInputError(
-            f"device {device!r}: torch sees no CUDA device here; use \"cpu\" (or None for the default)."
-        )
+        raise UserInputError(f'device {device!r}: torch sees no CUDA device here; use "cpu" (or None for the default).')
     index = torch.cuda.current_device() if chosen.index is None else chosen.index
     if index >= torch.cuda.device_count():
         raise UserInputError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA device(s).")
@@ -85,9 +79,7 @@ def _resolve(
     if folds is not None:
         listed = list(folds) if isinstance(folds, Iterable) and not isinstance(folds, (str, bytes)) else None
         if not listed or not all(_is_fold(f) for f in listed):
-            raise UserInputError(
-                f"folds must be a non-empty list of fold numbers (0, 1, ...) or \"all\", got {folds!r}."
-            )
+            raise UserInputError(f'folds must be a non-empty list of fold numbers (0, 1, ...) or "all", got {folds!r}.')
         folds = listed
     trainer_folder = find_trainer_folder(artifact_path, task).resolve()
     fold_folders = find_fold_folders(trainer_folder, folds)
@@ -171,7 +163,7 @@ def predict(
 
     Args:
         artifact_path: the trained_models folder (or any folder below it down to the trainer folder).
-        ordered_image_files: one image file per modality, in dataset.json modality order.
+        ordered_image_files: one image file (or DICOM series folder) per modality, in dataset.json modality order.
         roi_segmentation_file: the case's ROI segmentation; required iff the model was trained with ROIs. Its
             values must be the integer ROI labels the model was trained with (0..num_roi_classes-1).
         folds: folds to ensemble (default: every trained fold_N, else `all`).

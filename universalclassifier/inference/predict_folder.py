@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.covariates import read_covariates_csv
-from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.dataset.image_io import is_existing_folder, split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predictor import Predictor
@@ -25,31 +25,43 @@ _MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})$")
 
 
 def find_cases(input_folder: Path, num_modalities: int) -> dict[str, list[Path]]:
-    """Group `CASE_XXXX.<ext>` files by case; every case must have modalities 0..num_modalities-1."""
+    """Group `CASE_XXXX.<ext>` files (or `CASE_XXXX/` folders holding one DICOM series) by case; every case must have
+    modalities 0..num_modalities-1."""
     if not input_folder.is_dir():
         raise UserInputError(f"Input folder {input_folder} does not exist.")
     found: dict[str, dict[int, Path]] = defaultdict(dict)
+    series_and_file: list[str] = []
     for path in sorted(input_folder.iterdir()):
         stem, ext = split_extension(path)
         match = _MODALITY_SUFFIX.match(stem)
-        if ext and match:
-            found[match.group("case")][int(match.group("modality"))] = path
+        is_series = not ext and is_existing_folder(path)
+        if (ext or is_series) and match:
+            case, modality = match.group("case"), int(match.group("modality"))
+            if modality in found[case] and (is_series or is_existing_folder(found[case][modality])):
+                series_and_file.append(f"{found[case][modality].name} and {path.name}")
+            found[case][modality] = path
     if not found:
-        raise UserInputError(f"{input_folder} holds no image named CASE_XXXX.<ext> (XXXX = modality index, e.g. 0000).")
+        raise UserInputError(
+            f"{input_folder} holds no image named CASE_XXXX.<ext> or DICOM series folder CASE_XXXX/ (XXXX = modality "
+            "index, e.g. 0000)."
+        )
     problems = [
         f"case {case}: has modalities {sorted(files)}, expected {list(range(num_modalities))}"
         for case, files in found.items()
         if sorted(files) != list(range(num_modalities))
     ]
+    problems += [f"both {pair} are one case's modality: keep only one" for pair in series_and_file]
     if problems:
         raise UserInputError(f"Input folder {input_folder} does not match the model: " + "; ".join(problems))
     return {case: [files[m] for m in range(num_modalities)] for case, files in sorted(found.items())}
 
 
 def find_roi(roi_folder: Path, case_id: str) -> Path:
-    """The ROI file `CASE.<ext>` of a case."""
+    """The ROI file `CASE.<ext>` of a case, else its DICOM series folder `CASE/`."""
     matches = [p for p in roi_folder.iterdir() if split_extension(p)[1] and split_extension(p)[0] == case_id]
     if not matches:
+        if is_existing_folder(roi_folder / case_id):
+            return roi_folder / case_id
         raise UserInputError(f"case {case_id}: no ROI file {case_id}.<ext> in {roi_folder}.")
     return matches[0]
 
@@ -140,9 +152,14 @@ def predict_folder(
         try:
             roi = find_roi(roi_folder, case_id) if roi_folder is not None else None
             outputs = predictor.predict_case(
-                files, roi, tta=tta, case_id=case_id,
-                max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
-                covariates=covariates.get(case_id), impute_missing_covariates=impute_missing_covariates,
+                files,
+                roi,
+                tta=tta,
+                case_id=case_id,
+                max_input_voxels=limits.max_input_voxels,
+                max_resampled_voxels=limits.max_resampled_voxels,
+                covariates=covariates.get(case_id),
+                impute_missing_covariates=impute_missing_covariates,
             )
         except (ValueError, RuntimeError, OSError) as exc:  # report the case, go on with the others
             logger.error("case %s failed: %s", case_id, exc)
@@ -161,6 +178,9 @@ def predict_folder(
     write_atomic(output_folder / "summary.csv", lambda handle: csv.writer(handle).writerows(rows))
     logger.info(
         "Predicted %d case(s) into %s (%d finished before, %d failed)",
-        len(cases) - skipped - len(failed), output_folder, skipped, len(failed),
+        len(cases) - skipped - len(failed),
+        output_folder,
+        skipped,
+        len(failed),
     )
     return failed

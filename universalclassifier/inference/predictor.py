@@ -19,6 +19,7 @@ from universalclassifier.artifact import (
     load_plans,
 )
 from universalclassifier.covariates import check_case_covariates, encode_covariates
+from universalclassifier.dataset.image_io import is_existing_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.temperature import apply_temperature, read_temperatures
 from universalclassifier.network.heads import head_predictions
@@ -80,7 +81,7 @@ class Predictor:
         if isinstance(image_files, (str, Path)):
             raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
         for path in [*image_files, *([roi_file] if roi_file is not None else [])]:
-            if not Path(path).is_file():
+            if not is_existing_image(path):
                 raise UserInputError(f"Input file {path} does not exist.")
 
     def covariate_input(
