@@ -116,6 +116,9 @@ def predict_parser() -> argparse.ArgumentParser:
         "--impute_missing_covariates", action="store_true",
         help="impute unknown covariate values (or all of them, without --covariates) as in training",
     )
+    parser.add_argument(
+        "--no_calibration", action="store_true", help="do not apply calibration.json (temperature scaling)"
+    )
     _add_limit_options(parser)
     add_common_options(parser)
     return parser
@@ -141,6 +144,7 @@ def _predict(args: argparse.Namespace) -> None:
         limits=_limits(args),
         covariates_file=None if args.covariates is None else Path(args.covariates),
         impute_missing_covariates=args.impute_missing_covariates,
+        calibrate=not args.no_calibration,
     )
     if failed:
         raise UserInputError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the log above).")

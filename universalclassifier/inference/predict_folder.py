@@ -124,6 +124,7 @@ def predict_folder(
     limits: InputLimits = InputLimits(),
     covariates_file: Path | None = None,
     impute_missing_covariates: bool = False,
+    calibrate: bool = True,
 ) -> list[str]:
     """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed.
 
@@ -160,6 +161,7 @@ def predict_folder(
                 max_resampled_voxels=limits.max_resampled_voxels,
                 covariates=covariates.get(case_id),
                 impute_missing_covariates=impute_missing_covariates,
+                calibrate=calibrate,
             )
         except (ValueError, RuntimeError, OSError) as exc:  # report the case, go on with the others
             logger.error("case %s failed: %s", case_id, exc)
