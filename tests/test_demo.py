@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from universalclassifier.demo import DemoSettings, format_results, main, run_demo
 
@@ -22,11 +23,17 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert sorted(p.name for p in folder.glob("fold_*")) == [f"fold_{i}" for i in range(5)]
     summary = json.loads((folder / "cv_summary.json").read_text())
     assert summary["num_cases"] == 10 and set(summary["heads"]) == {"lesion_contrast", "lesion_size"}
-    assert (folder / "cv_report.md").is_file() and len(list((folder / "cv_plots").glob("*.png"))) == 6
+    # ROC, confusion and reliability per head, plus the temperature-scaled reliability of the nominal head
+    assert (folder / "cv_report.md").is_file() and len(list((folder / "cv_plots").glob("*.png"))) == 7
+    assert (folder / "calibration.json").is_file()
     assert sorted(result["predictions"]) == ["case_0010", "case_0011"]
     assert (result["predictions_folder"] / "summary.csv").is_file()
+    assert result["evaluation"]["num_cases"] == 2 and (result["evaluation_folder"] / "evaluation_report.md").is_file()
+    assert set(result["saliency"]) == {"lesion_contrast", "lesion_size"}
+    assert all(Path(png).name.startswith("case_0010_") and Path(png).is_file() for png in result["saliency"].values())
     text = format_results(result)
     assert "Cross-validation (10 cases" in text and "case_0010" in text and "cv_report.md" in text
+    assert "External evaluation of the 2 test cases" in text and "lesion_contrast_gradcam.png" in text
 
 
 def test_demo_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):

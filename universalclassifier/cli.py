@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
+from universalclassifier.explain.cli import explain_main
 from universalclassifier.importing.cli import import_main
 from universalclassifier.paths import TRAINER
 
@@ -315,6 +316,7 @@ COMMANDS = {
     "radiomics": radiomics_main,
     "import": import_main,
     "evaluate": evaluate_main,
+    "explain": explain_main,
 }
 
 

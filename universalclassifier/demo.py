@@ -25,6 +25,8 @@ TASK_NAME = "Demo"
 NUM_FOLDS = 5
 DEMO_MARKER = ".universalclassifier_demo"  # written into the data roots the demo creates; required before it deletes
 PREDICTIONS_FOLDER = "test_predictions"
+EVALUATION_FOLDER = "test_evaluation"
+EXPLANATIONS_FOLDER = "saliency"
 
 
 @dataclass
@@ -49,6 +51,8 @@ def demo_created_paths(output: Path) -> list[Path]:
         output / "preprocessed" / task,
         output / "trained_models" / "nnUNet" / "3d_fullres" / task,
         output / PREDICTIONS_FOLDER,
+        output / EVALUATION_FOLDER,
+        output / EXPLANATIONS_FOLDER,
     ]
 
 
@@ -93,17 +97,20 @@ def _write_test_covariates(truth: dict, folder: Path) -> Path:
 
 def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -> dict:
     """Run the whole pipeline on a generated task in `output`; returns the CV summary and the test predictions."""
+    from universalclassifier.evaluation.external import dataset_test_cases, evaluate
     from universalclassifier.evaluation.summarize import summarize_cross_validation
+    from universalclassifier.explain import explain
     from universalclassifier.inference.predict_folder import predict_folder
     from universalclassifier.paths import TaskPaths
     from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+    from universalclassifier.plans import Plans
     from universalclassifier.synthetic import generate_task
     from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
     prepare_output(output)
     started = time.perf_counter()
     logger.info(
-        "1/5 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test
+        "1/7 Generating a synthetic task with %d training and %d test cases", settings.num_cases, settings.num_test
     )
     task = generate_task(
         output,
@@ -116,7 +123,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
         seed=2023,
         label_types=settings.label_types,
     )
-    logger.info("2/5 Planning and preprocessing")
+    logger.info("2/7 Planning and preprocessing")
     plan_and_preprocess(output, TASK_ID, num_workers=2, show_progress=show_progress)
     paths = TaskPaths.find(output, TASK_ID)
     options = TrainingOptions(
@@ -128,16 +135,16 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
     )
     for fold in range(NUM_FOLDS):
         logger.info(
-            "3/5 Training fold %d of %d (%d epochs of %d batches)",
+            "3/7 Training fold %d of %d (%d epochs of %d batches)",
             fold + 1,
             NUM_FOLDS,
             settings.epochs,
             settings.batches_per_epoch,
         )
         ClassifierTrainer(paths, fold, options).run_training()
-    logger.info("4/5 Writing the cross-validation report")
+    logger.info("4/7 Writing the cross-validation report")
     summary = summarize_cross_validation(paths.trainer_folder(), num_resamples=500)
-    logger.info("5/5 Predicting the test cases")
+    logger.info("5/7 Predicting the test cases")
     predictions = output / PREDICTIONS_FOLDER
     truth = json.loads((task / "test_targets.json").read_text())
     covariates = _write_test_covariates(truth, output / PREDICTIONS_FOLDER) if settings.label_types else None
@@ -146,6 +153,24 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
         covariates_file=covariates,
     )
     cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}
+    logger.info("6/7 Evaluating the ensemble on the labelled test cases")
+    plans = Plans.load(paths.trainer_folder() / "plans.json")
+    evaluation = evaluate(
+        output / "trained_models", dataset_test_cases(task, plans), output / EVALUATION_FOLDER, num_resamples=500,
+        impute_missing_covariates=True, show_progress=show_progress,
+    )
+    logger.info("7/7 Saliency maps (Grad-CAM) of the first test case")
+    first = sorted(truth)[0]
+    images = sorted((task / "imagesTs").glob(f"{first}_*"))
+    try:
+        saliency = explain(
+            output / "trained_models", images, task / "labelsTs" / f"{first}.nii.gz",
+            output_folder=output / EXPLANATIONS_FOLDER, method="gradcam", covariates=truth[first].get("covariates"),
+            impute_missing_covariates=True,
+        )
+    except UserInputError as exc:  # captum (the explain extra) is not installed
+        logger.warning("No saliency maps: %s", exc)
+        saliency = {}
     return {
         "summary": summary,
         "truth": truth,
@@ -153,6 +178,9 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
         "seconds": time.perf_counter() - started,
         "trainer_folder": paths.trainer_folder(),
         "predictions_folder": predictions,
+        "evaluation": evaluation,
+        "evaluation_folder": output / EVALUATION_FOLDER,
+        "saliency": {head: methods["gradcam"]["png"] for head, methods in saliency.items()},
     }
 
 
@@ -181,6 +209,8 @@ def format_results(result: dict) -> str:
             volume = f"{truth['lesion_volume']:.3f} -> {predicted['lesion_volume']:.3f}"
             row += f"    {volume:<20}  {truth['high_risk']} -> P(yes)={predicted['high_risk']:.2f}"
         lines.append(row)
+    lines += ["", f"External evaluation of the {result['evaluation']['num_cases']} test cases (calibrated ensemble):"]
+    lines.append(format_summary_table({"heads": result["evaluation"]["heads"]}))
     folder = result["trainer_folder"]
     lines += [
         "",
@@ -189,7 +219,8 @@ def format_results(result: dict) -> str:
         f"  per fold:     {folder}/fold_N/ (training_log.txt, progress.png, validation/)",
         f"  artifact:     {folder.parents[3]} (pass it to universalclassifier.predict)",
         f"  predictions:  {result['predictions_folder']} (one JSON per case, summary.csv)",
-    ]
+        f"  evaluation:   {result['evaluation_folder'] / 'evaluation_report.md'}",
+    ] + [f"  saliency:     {png}" for png in result["saliency"].values()]
     return "\n".join(lines)
 
 

@@ -122,10 +122,29 @@ def mean_auc(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
     return aucs.mean(axis=-1)
 
 
-def _resampled(samples: Sequence[np.ndarray]) -> np.ndarray:
-    """The resampled case indices, (batch, N), from scipy's per-class index samples."""
-    cases = np.concatenate(samples, axis=-1)
-    return cases[None] if cases.ndim == 1 else cases
+def _stratified_interval(
+    y: np.ndarray, auc_of_cases: Callable[[np.ndarray], np.ndarray], num_resamples: int, confidence: float, seed: int
+) -> tuple[float | None, float | None]:
+    """BCa interval of `auc_of_cases` (resampled case indices (batch, N) -> (batch,)), resampling each class's cases
+    separately; (None, None) when a class has a single case."""
+    samples = _class_indices(y)
+    if samples is None:
+        return None, None
+
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        cases = np.concatenate(resampled, axis=-1)
+        value = auc_of_cases(cases[None] if cases.ndim == 1 else cases)
+        return value if cases.ndim > 1 else value[0]
+
+    return bootstrap_interval(
+        samples,
+        statistic,
+        paired=False,
+        vectorized=True,
+        num_resamples=num_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
 
 
 def bootstrap_auc_ci(
@@ -141,23 +160,10 @@ def bootstrap_auc_ci(
     """
     y, p = _checked(targets, probabilities)
     positive, score = binary_problems(y, p, ordinal)
-    samples = _class_indices(y)
-    if positive.shape[1] == 0 or samples is None:
+    if positive.shape[1] == 0:
         return None, None
-
-    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-        cases = _resampled(samples)
-        value = mean_auc(positive[cases], score[cases])
-        return value if np.ndim(samples[0]) > 1 else value[0]
-
-    return bootstrap_interval(
-        samples,
-        statistic,
-        paired=False,
-        vectorized=True,
-        num_resamples=num_resamples,
-        confidence=confidence,
-        seed=seed,
+    return _stratified_interval(
+        y, lambda cases: mean_auc(positive[cases], score[cases]), num_resamples, confidence, seed
     )
 
 
@@ -183,23 +189,9 @@ def bootstrap_auc_difference(
     (positive, score_a), (_, score_b) = binary_problems(y, a, ordinal), binary_problems(y, b, ordinal)
     if positive.shape[1] == 0:
         return None, None, None
-    difference = float(mean_auc(positive, score_a) - mean_auc(positive, score_b))
-    samples = _class_indices(y)
-    if samples is None:
-        return difference, None, None
 
-    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-        cases = _resampled(samples)
-        value = mean_auc(positive[cases], score_a[cases]) - mean_auc(positive[cases], score_b[cases])
-        return value if np.ndim(samples[0]) > 1 else value[0]
+    def difference(cases: np.ndarray) -> np.ndarray:
+        return mean_auc(positive[cases], score_a[cases]) - mean_auc(positive[cases], score_b[cases])
 
-    low, high = bootstrap_interval(
-        samples,
-        statistic,
-        paired=False,
-        vectorized=True,
-        num_resamples=num_resamples,
-        confidence=confidence,
-        seed=seed,
-    )
-    return difference, low, high
+    low, high = _stratified_interval(y, difference, num_resamples, confidence, seed)
+    return float(difference(np.arange(len(y))[None])[0]), low, high

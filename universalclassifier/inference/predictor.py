@@ -81,7 +81,7 @@ class Predictor:
         if isinstance(image_files, (str, Path)):
             raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
         for path in [*image_files, *([roi_file] if roi_file is not None else [])]:
-            if not is_existing_image(path):
+            if not is_existing_image(Path(path)):
                 raise UserInputError(f"Input file {path} does not exist.")
 
     def covariate_input(
