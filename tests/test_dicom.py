@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import one_torch_thread, validate  # noqa: F401  (one_torch_thread: autouse fixture)
+from helpers import one_torch_thread, series_from_file, validate, write_series  # noqa: F401  (autouse fixture)
 from universalclassifier.dataset.image_io import Geometry, read_geometry, read_image
 from universalclassifier.dataset.validation import validate_task
 from universalclassifier.errors import TaskValidationError, UserInputError
@@ -34,46 +34,6 @@ C, S = math.cos(0.3), math.sin(0.3)
 OBLIQUE = (C, -S, 0.0, S, C, 0.0, 0.0, 0.0, 1.0)
 FLIPPED = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0)
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
-
-def write_series(image: sitk.Image, folder: Path, series_uid: str) -> Path:
-    """Write a 3D image as a DICOM series, one file per slice (SimpleITK's documented DICOM series writing pattern)."""
-    saved_locale = locale.setlocale(locale.LC_ALL)
-    try:
-        return _write_series(image, folder, series_uid)
-    finally:  # GDCM's writer of decimal-string tags leaves the process in the C locale, breaking later text I/O
-        locale.setlocale(locale.LC_ALL, saved_locale)
-
-
-def _write_series(image: sitk.Image, folder: Path, series_uid: str) -> Path:
-    folder.mkdir(parents=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    d = image.GetDirection()
-    orientation = "\\".join(repr(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
-    spacing = image.GetSpacing()
-    for index in range(image.GetDepth()):
-        slice_image = image[:, :, index]
-        for tag, value in (
-            ("0008|0060", "CT"),
-            ("0020|000d", f"{series_uid}.0"),  # study instance UID
-            ("0020|000e", series_uid),  # series instance UID
-            ("0008|0018", f"{series_uid}.{index + 1}"),  # SOP instance UID
-            ("0020|0037", orientation),
-            ("0020|0032", "\\".join(repr(v) for v in image.TransformIndexToPhysicalPoint((0, 0, index)))),
-            ("0020|0013", str(index + 1)),  # instance number
-            ("0018|0050", repr(spacing[2])),  # slice thickness
-            ("0028|0030", f"{spacing[1]!r}\\{spacing[0]!r}"),  # pixel spacing: row, column
-        ):
-            slice_image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"IM{index:04d}.dcm"))
-        writer.Execute(slice_image)
-    return folder
-
-
-def series_from_file(path: Path, folder: Path, series_uid: str) -> Path:
-    """The image file `path` written as a DICOM series in `folder`."""
-    return write_series(sitk.ReadImage(str(path)), folder, series_uid)
 
 
 def ct_volume(direction: tuple[float, ...] = IDENTITY) -> tuple[np.ndarray, sitk.Image]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, series_from_file
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
@@ -169,3 +169,24 @@ def test_covariates_come_from_value_interfaces(process_module, tmp_path):
     (folder / "patient-age.json").unlink()
     with pytest.raises(UserInputError, match=r"No file .*patient-age.json for covariate 'age'"):
         process_module.run(folder, tmp_path / "output", artifact, tmp_path / "config.json")
+
+
+def test_a_dicom_series_interface_folder_is_read_as_the_image(process_module, model, input_dir, tmp_path):
+    """grand-challenge may deliver an input as DICOM slices: the interface folder is then read as one series."""
+    expected = process_module.run(input_dir, tmp_path / "from_mha", model.data_root / "trained_models", CONFIG)
+    image_folder = input_dir / "images" / "ct-image"
+    (mha,) = list(image_folder.iterdir())
+    series_from_file(mha, tmp_path / "series", "1.2.826.0.1.3680043.2.1125.9.77")
+    mha.unlink()
+    for slice_file in (tmp_path / "series").iterdir():
+        shutil.copy(slice_file, image_folder)
+    assert process_module.find_interface_image(input_dir, "ct-image") == image_folder
+    written = process_module.run(input_dir, tmp_path / "from_dicom", model.data_root / "trained_models", CONFIG)
+    for interface, value in expected.items():
+        assert written[interface] == pytest.approx(value, abs=1e-5)
+    roi_file = next((input_dir / "images" / "organ-segmentation").iterdir())
+    other = series_from_file(roi_file, tmp_path / "other", "1.2.826.0.1.3680043.2.1125.9.78")
+    for number, slice_file in enumerate(sorted(other.iterdir())):
+        shutil.copy(slice_file, image_folder / f"other_{number}.dcm")
+    with pytest.raises(UserInputError, match=r"holds 2 DICOM series"):
+        process_module.run(input_dir, tmp_path / "bad", model.data_root / "trained_models", CONFIG)

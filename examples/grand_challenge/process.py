@@ -11,7 +11,8 @@
       "impute_missing_covariates": false                     # optional: impute null covariate values as in training
     }
 
-Each image interface is read from `<input>/images/<interface>/` (exactly one image file there), each covariate from
+Each image interface is read from `<input>/images/<interface>/` (exactly one image file there, or the slices of one
+DICOM series), each covariate from
 the value interface `<input>/<interface>.json` (a number, a category string or null); each output is written as
 `<output>/<interface>.json`: the probability of value 1 for a binary label, the value for a regression label, else the
 list of per-value probabilities.
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from universalclassifier.dataset.image_io import split_extension
+from universalclassifier.dataset.image_io import dicom_series_files, split_extension
 from universalclassifier.errors import UserInputError
 
 logger = logging.getLogger("universalclassifier.grand_challenge")
@@ -111,11 +112,15 @@ def read_covariates(input_dir: Path, interfaces: dict[str, str]) -> dict[str, ob
 
 
 def find_interface_image(input_dir: Path, interface: str) -> Path:
-    """The single image file in `<input_dir>/images/<interface>/`."""
+    """The single image file in `<input_dir>/images/<interface>/`, or that folder itself when it holds the slices of
+    one DICOM series (files without an image extension)."""
     folder = input_dir / "images" / interface
     if not folder.is_dir():
         raise UserInputError(f"No folder {folder} for input interface '{interface}'.")
     images = sorted(p for p in folder.iterdir() if p.is_file() and split_extension(p)[1])
+    if not images and any(p.is_file() for p in folder.iterdir()):
+        dicom_series_files(folder)  # refuses a folder without exactly one DICOM series, naming it
+        return folder
     if len(images) != 1:
         found = ", ".join(p.name for p in images) or "none"
         raise UserInputError(
