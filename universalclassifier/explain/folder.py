@@ -8,12 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from universalclassifier.covariates import read_covariates_csv
-from universalclassifier.errors import UserInputError
 from universalclassifier.explain.attribution import require_captum
 from universalclassifier.explain.explainer import explain_case, resolve_heads, resolve_methods
 from universalclassifier.inference.predict import get_predictor
-from universalclassifier.inference.predict_folder import find_cases, find_roi
+from universalclassifier.inference.predict_folder import find_roi, folder_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +39,8 @@ def explain_folder(
     methods = resolve_methods(method)
     require_captum()
     predictor = get_predictor(artifact_path, folds, task)
-    plans = predictor.plans
-    head_indices = resolve_heads(plans, heads)
-    if plans.uses_roi and roi_folder is None:
-        raise UserInputError("This model was trained with ROI segmentations: pass the ROI folder with -s.")
-    if not plans.uses_roi and roi_folder is not None:
-        raise UserInputError("This model was trained without ROI segmentations: drop -s.")
-    cases = find_cases(Path(input_folder), plans.num_modalities)
-    names = [c.name for c in plans.covariates]
-    if covariates_file is not None and not names:
-        raise UserInputError("This model was trained without covariates: drop --covariates.")
-    by_case = {} if covariates_file is None else read_covariates_csv(covariates_file, plans.covariates)
-    for case_id in cases:
-        try:
-            predictor.covariate_input(by_case.get(case_id), impute_missing_covariates)
-        except UserInputError as exc:
-            where = f" in {covariates_file}" if covariates_file is not None else ""
-            raise UserInputError(
-                f"case {case_id}{where}: {exc} (uc_explain: --covariates CSV, --impute_missing_covariates)"
-            ) from None
+    head_indices = resolve_heads(predictor.plans, heads)
+    cases, by_case = folder_inputs(predictor, input_folder, roi_folder, covariates_file, impute_missing_covariates)
     failed = []
     for case_id, files in tqdm(cases.items(), desc="Explaining", unit="case", disable=not show_progress):
         try:

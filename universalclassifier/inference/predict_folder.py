@@ -90,11 +90,22 @@ def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: l
     return row
 
 
-def _case_covariates(
-    predictor: Predictor, case_ids: list[str], covariates_file: Path | None, impute_missing: bool
-) -> dict[str, dict]:
-    """Every case's covariates from `covariates_file`, each checked against the model before any case is predicted."""
-    names = [c.name for c in predictor.plans.covariates]
+def folder_inputs(
+    predictor: Predictor,
+    input_folder: Path,
+    roi_folder: Path | None,
+    covariates_file: Path | None,
+    impute_missing: bool,
+) -> tuple[dict[str, list[Path]], dict[str, dict]]:
+    """The cases of `input_folder` and their covariates from `covariates_file`, checked against the model before any
+    case is processed: an ROI folder given iff the model was trained with ROIs, every case's covariates."""
+    plans = predictor.plans
+    if plans.uses_roi and roi_folder is None:
+        raise UserInputError("This model was trained with ROI segmentations: pass the ROI folder with -s.")
+    if not plans.uses_roi and roi_folder is not None:
+        raise UserInputError("This model was trained without ROI segmentations: drop -s.")
+    cases = find_cases(Path(input_folder), plans.num_modalities)
+    names = [c.name for c in plans.covariates]
     if covariates_file is not None and not names:
         raise UserInputError("This model was trained without covariates: drop --covariates.")
     if covariates_file is None and names and not impute_missing:
@@ -102,13 +113,13 @@ def _case_covariates(
             f"This model was trained with the covariates {names}: pass them with --covariates CSV (columns case_id, "
             f"{', '.join(names)}), or --impute_missing_covariates to impute them as in training."
         )
-    by_case = {} if covariates_file is None else read_covariates_csv(covariates_file, predictor.plans.covariates)
-    for case_id in case_ids:
+    by_case = {} if covariates_file is None else read_covariates_csv(covariates_file, plans.covariates)
+    for case_id in cases:
         try:
             predictor.covariate_input(by_case.get(case_id), impute_missing)
         except UserInputError as exc:
             raise UserInputError(f"case {case_id} in {covariates_file}: {exc}") from None
-    return by_case
+    return cases, by_case
 
 
 def predict_folder(
@@ -134,12 +145,7 @@ def predict_folder(
     """
     predictor = get_predictor(artifact_path, folds, task)
     plans = predictor.plans
-    if plans.uses_roi and roi_folder is None:
-        raise UserInputError("This model was trained with ROI segmentations: pass the ROI folder with -s.")
-    if not plans.uses_roi and roi_folder is not None:
-        raise UserInputError("This model was trained without ROI segmentations: drop -s.")
-    cases = find_cases(Path(input_folder), plans.num_modalities)
-    covariates = _case_covariates(predictor, list(cases), covariates_file, impute_missing_covariates)
+    cases, covariates = folder_inputs(predictor, input_folder, roi_folder, covariates_file, impute_missing_covariates)
     output_folder.mkdir(parents=True, exist_ok=True)
     failed, skipped = [], 0
     for case_id, files in tqdm(cases.items(), desc="Predicting", unit="case", disable=not show_progress):
