@@ -228,7 +228,9 @@ def grid_problems(geometry: Geometry, max_voxels: int = MAX_INPUT_VOXELS) -> lis
     return problems
 
 
-def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+def within_tolerance(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether two geometry values (spacing, origin, direction, a position) agree within GEOMETRY_TOLERANCE, relative
+    to their magnitude (at least 1)."""
     a_arr, b_arr = np.asarray(a), np.asarray(b)
     scale = np.maximum(np.maximum(np.abs(a_arr), np.abs(b_arr)), 1.0)
     return bool(np.all(np.abs(a_arr - b_arr) <= GEOMETRY_TOLERANCE * scale))
@@ -240,7 +242,7 @@ def compare_geometry(reference: Geometry, other: Geometry, other_name: str) -> l
         return [f"{other_name} has size {list(other.size)} (z, y, x) but the first image has {list(reference.size)}"]
     problems = []
     for what in ("spacing", "origin", "direction"):
-        if not _close(getattr(reference, what), getattr(other, what)):
+        if not within_tolerance(getattr(reference, what), getattr(other, what)):
             problems.append(
                 f"{other_name} has {what} {[round(v, 6) for v in getattr(other, what)]} but the first image has "
                 f"{[round(v, 6) for v in getattr(reference, what)]}"

@@ -12,6 +12,7 @@ import numpy as np
 
 from universalclassifier.covariates import CovariateValue
 from universalclassifier.dataset.dataset_json import DatasetDescription, TrainingEntry, read_dataset_json
+from universalclassifier.dataset.dicom_seg import is_dicom_seg, read_roi
 from universalclassifier.dataset.image_io import (
     IMAGE_EXTENSIONS,
     MAX_INPUT_VOXELS,
@@ -22,7 +23,6 @@ from universalclassifier.dataset.image_io import (
     is_existing_folder,
     is_existing_image,
     read_geometry,
-    read_image,
     split_extension,
 )
 from universalclassifier.errors import TaskValidationError, UserInputError
@@ -179,11 +179,16 @@ def check_case_files(
     roi_label_values: tuple[int, ...] | None,
     max_input_voxels: int = MAX_INPUT_VOXELS,
 ) -> CaseCheck:
-    """Header and ROI checks of one case: problems, warnings and whether its ROI has foreground."""
+    """Header and ROI checks of one case: problems, warnings and whether its ROI has foreground.
+
+    A DICOM-SEG ROI has no grid of its own: instead of the header comparison, its frames must lie on the slices of
+    the first image (checked when it is rasterized for the value check).
+    """
     problems: list[str] = []
     warnings: list[str] = []
     geometries: list[tuple[Path, Geometry]] = []
-    for path in images + ((roi,) if roi is not None else ()):
+    headers = images + ((roi,) if roi is not None and not is_dicom_seg(roi) else ())
+    for path in headers:
         try:
             geometry = read_geometry(path)
         except UserInputError as exc:
@@ -213,10 +218,13 @@ def check_case_files(
                 problems.append(
                     f"case {case_id}: {difference} ({geometries[0][0].name}); resample it onto the same grid."
                 )
-    if roi is None or roi_label_values is None or problems:
+    if roi is None or roi_label_values is None or problems or not geometries:  # none: a SEG ROI without images
         return CaseCheck(problems, warnings, None)
+    reference_path, reference = geometries[0]
     try:
-        values, _ = read_image(roi, dtype=np.float64, max_voxels=max_input_voxels)
+        values, _ = read_roi(
+            roi, reference, dtype=np.float64, max_voxels=max_input_voxels, reference_name=reference_path.name
+        )
     except UserInputError as exc:
         return CaseCheck([f"case {case_id}: {exc}"], warnings, None)
     present = np.unique(values)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.covariates import read_covariates_csv
-from universalclassifier.dataset.image_io import is_existing_folder, split_extension
+from universalclassifier.dataset.image_io import is_existing_file, is_existing_folder, split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predictor import Predictor
@@ -57,12 +57,18 @@ def find_cases(input_folder: Path, num_modalities: int) -> dict[str, list[Path]]
 
 
 def find_roi(roi_folder: Path, case_id: str) -> Path:
-    """The ROI file `CASE.<ext>` of a case, else its DICOM series folder `CASE/`."""
+    """The ROI file `CASE.<ext>` of a case, else its DICOM file `CASE.dcm` (a DICOM-SEG), else its DICOM series
+    folder `CASE/`."""
     matches = [p for p in roi_folder.iterdir() if split_extension(p)[1] and split_extension(p)[0] == case_id]
     if not matches:
+        if is_existing_file(roi_folder / f"{case_id}.dcm"):
+            return roi_folder / f"{case_id}.dcm"
         if is_existing_folder(roi_folder / case_id):
             return roi_folder / case_id
-        raise UserInputError(f"case {case_id}: no ROI file {case_id}.<ext> in {roi_folder}.")
+        raise UserInputError(
+            f"case {case_id}: no ROI file {case_id}.<ext>, DICOM-SEG {case_id}.dcm or DICOM series folder {case_id}/ "
+            f"in {roi_folder}."
+        )
     return matches[0]
 
 

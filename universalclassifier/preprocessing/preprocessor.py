@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.checks import checked_int
+from universalclassifier.dataset.dicom_seg import read_roi
 from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, compare_geometry, read_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
@@ -67,6 +68,9 @@ def load_case(
 ) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Read all modalities into (C, Z, Y, X) float32 and the ROI into (Z, Y, X) int16 (all ones without an ROI).
 
+    The ROI is an image on the grid of the first image, or a DICOM-SEG file whose frames lie on its slices (see
+    `dicom_seg.read_roi`).
+
     Non-finite voxels are set to 0 with a warning; inputs on different grids, files with more than
     `max_input_voxels` voxels (checked on the header) and, with `num_roi_classes`, ROI values other than the
     integers 0..num_roi_classes-1 are refused.
@@ -91,8 +95,11 @@ def load_case(
     if roi_file is None:
         roi = np.ones(reference.size, dtype=np.int16)
     else:
-        roi_array, roi_geometry = read_image(Path(roi_file), dtype=np.float32, max_voxels=max_input_voxels)
-        _refuse_mismatch(case_id, reference, roi_geometry, Path(roi_file), Path(image_files[0]))
+        first = Path(image_files[0])
+        roi_array, roi_geometry = read_roi(
+            Path(roi_file), reference, dtype=np.float32, max_voxels=max_input_voxels, reference_name=first.name
+        )
+        _refuse_mismatch(case_id, reference, roi_geometry, Path(roi_file), first)
         if num_roi_classes is not None:
             check_roi_values(case_id, roi_array, Path(roi_file), num_roi_classes)
         roi = np.rint(roi_array).astype(np.int16)
