@@ -254,6 +254,31 @@ def test_roi_descriptors_read_the_input_inside_each_label() -> None:
         build_network(2, [2], num_roi_classes=0, roi_descriptors=True)
 
 
+def test_roi_volume_adds_the_volume_fraction_before_the_size() -> None:
+    torch.manual_seed(0)
+    network = build_network(
+        3, [2, 1], dropout=0.0, normalization="group", num_roi_classes=3, roi_descriptors=True, roi_volume=True,
+        head_types=["nominal", "regression"],
+    )
+    per_label = ROI_POOLING_FEATURES + 2 * 2 + 2 + 3
+    assert network.heads[1].in_features == NUM_FEATURES + 2 * per_label
+    x = torch.randn(1, 3, 16, 24, 24)
+    x[:, -1] = 1 / 3
+    x[:, -1, 6:10, 8:14, 8:14] = 2 / 3  # label 2: 4 x 6 x 6 voxels, label 1 the rest
+    network.eval()
+    features = {}
+    network.heads[1].register_forward_hook(lambda module, inputs, output: features.update(x=inputs[0]))
+    network(x)
+    sizes = []
+    for label, voxels in ((1, 16 * 24 * 24 - 144), (2, 144)):
+        start = NUM_FEATURES + (label - 1) * per_label + ROI_POOLING_FEATURES + 2 * 2
+        sizes.append(features["x"][0, start : start + 2])
+        fraction = voxels / (16 * 24 * 24)
+        torch.testing.assert_close(sizes[-1], torch.tensor([fraction, fraction ** (1 / 3)]), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="roi_volume is one of the ROI descriptors"):
+        build_network(3, [2], num_roi_classes=3, roi_volume=True)
+
+
 def test_fine_roi_branch_adds_learned_statistics_per_label() -> None:
     network = build_network(3, [2], normalization="group", num_roi_classes=3, fine_roi_features=True)
     assert network.heads[0].in_features == NUM_FEATURES + 2 * (ROI_POOLING_FEATURES + 2 * FINE_ROI_CHANNELS)

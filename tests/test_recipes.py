@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import NUM_ROI_CLASSES, make_plans
 from universalclassifier.errors import UserInputError
-from universalclassifier.network.i3d import build_network
+from universalclassifier.network.i3d import build_network, network_for
 from universalclassifier.training.augmentation import class_balanced_weights, training_transforms
 from universalclassifier.training.optimization import Optimizers
 from universalclassifier.training.recipes import AUC23, DEFAULT, RECIPES, Recipe, recipe_for
@@ -175,3 +176,12 @@ def test_mirror_augmentation_keeps_every_voxel_value():
             np.testing.assert_allclose(roi, np.flip(seg[case, 0], flips[0]) / 3 if flips[0] else seg[case, 0] / 3)
             flipped_any |= bool(flips[0])
     assert flipped_any
+
+
+def test_checkpoints_from_before_roi_volume_rebuild_their_network():
+    """A checkpoint's recipe without `roi_volume` (written before the field existed) rebuilds heads of its width."""
+    plans = make_plans(1, (8, 12, 12))
+    saved = DEFAULT.to_dict()
+    del saved["roi_volume"]
+    per_label_volume = network_for(plans, DEFAULT.to_dict()).heads[0].in_features
+    assert network_for(plans, saved).heads[0].in_features == per_label_volume - (NUM_ROI_CLASSES - 1)

@@ -39,6 +39,8 @@ ROI_POOLING_FEATURES = 2 * 64
 # ROI label): lesions only a few voxels across keep their texture there.
 # ROI descriptors, no learned layers: per ROI label the mean and SD of each input image channel inside it, its size
 # (cube root of its volume fraction) and its outline (`roi_outline`): first-order and shape radiomics in miniature.
+# With `roi_volume` also the volume fraction itself: the grid is the same for every case (the plan's image size at its
+# target spacing), so the fraction is proportional to the label's volume in ml, which a linear head then reads directly.
 FINE_ROI_CHANNELS = 32
 NORMALIZATIONS = ("batch", "group")
 
@@ -189,6 +191,7 @@ class I3DClassifier(nn.Module):
             into [0, 1) (label / K), and the heads also see, for each ROI label 1..K-1, the mean and standard
             deviation of the `ROI_POOLING_LAYER` features inside that label. 0 (the default) turns it off.
         head_types: per head "nominal" (the default), "ordinal" or "regression" (see network/heads.py).
+        roi_volume: with `roi_descriptors`, each ROI label's descriptors also hold its volume fraction (see above).
         num_covariates: length of the encoded covariate vector (universalclassifier/covariates.py) fused with the image
             features before the heads; 0 (the default): none.
     """
@@ -203,6 +206,7 @@ class I3DClassifier(nn.Module):
         *,
         fine_roi_features: bool = False,
         roi_descriptors: bool = False,
+        roi_volume: bool = False,
         standardize_features: bool = False,
         head_types: Sequence[str] | None = None,
         num_covariates: int = 0,
@@ -230,6 +234,8 @@ class I3DClassifier(nn.Module):
             num_roi_classes = checked_int(num_roi_classes, "num_roi_classes", 2)
         if (fine_roi_features or roi_descriptors) and not num_roi_classes:
             raise ValueError("fine_roi_features and roi_descriptors need ROI pooling (num_roi_classes >= 2)")
+        if roi_volume and not roi_descriptors:
+            raise ValueError("roi_volume is one of the ROI descriptors: it needs roi_descriptors")
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
@@ -247,8 +253,9 @@ class I3DClassifier(nn.Module):
             )
             per_label.append(2 * FINE_ROI_CHANNELS)
         self.roi_descriptors = roi_descriptors
+        self.roi_volume = roi_volume
         if roi_descriptors:
-            per_label.append(2 * (in_channels - 1) + 1 + 3)
+            per_label.append(2 * (in_channels - 1) + int(roi_volume) + 1 + 3)
         self.num_covariates = checked_int(num_covariates, "num_covariates", 0)
         groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1) + ([num_covariates] if num_covariates else [])
         num_features = sum(groups)
@@ -307,8 +314,9 @@ class I3DClassifier(nn.Module):
                 if fine is not None:
                     pooled.append(roi_statistics(fine, mask))
                 if self.roi_descriptors:
-                    size = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True).pow(1 / 3)
-                    pooled += [roi_statistics(x[:, :-1], mask), size, roi_outline(mask)]
+                    fraction = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True)
+                    pooled += [roi_statistics(x[:, :-1], mask), *([fraction] if self.roi_volume else [])]
+                    pooled += [fraction.pow(1 / 3), roi_outline(mask)]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
         if covariates is not None:
             features = torch.cat([features, covariates.to(features.dtype)], dim=1)
@@ -353,6 +361,7 @@ def build_network(
     *,
     fine_roi_features: bool = False,
     roi_descriptors: bool = False,
+    roi_volume: bool = False,
     standardize_features: bool = False,
     head_types: Sequence[str] | None = None,
     num_covariates: int = 0,
@@ -366,6 +375,7 @@ def build_network(
         num_roi_classes,
         fine_roi_features=fine_roi_features,
         roi_descriptors=roi_descriptors,
+        roi_volume=roi_volume,
         standardize_features=standardize_features,
         head_types=head_types,
         num_covariates=num_covariates,
@@ -386,6 +396,7 @@ def build_network(
 def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
     """The network a task's plans and a training recipe (as saved in checkpoints) call for."""
     roi_pooling = bool(recipe["roi_pooling"]) and plans.num_roi_classes >= 2
+    descriptors = roi_pooling and bool(recipe.get("roi_descriptors", False))
     return build_network(
         plans.num_modalities + 1,
         plans.head_sizes,
@@ -393,7 +404,8 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         recipe["normalization"],
         plans.num_roi_classes if recipe["roi_pooling"] else 0,
         fine_roi_features=roi_pooling and bool(recipe.get("fine_roi_features", False)),
-        roi_descriptors=roi_pooling and bool(recipe.get("roi_descriptors", False)),
+        roi_descriptors=descriptors,
+        roi_volume=descriptors and bool(recipe.get("roi_volume", False)),  # checkpoints before it had none
         standardize_features=bool(recipe.get("standardize_features", False)),
         head_types=[head.type for head in plans.classification_labels],
         num_covariates=plans.covariate_width,

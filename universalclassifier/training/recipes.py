@@ -34,6 +34,7 @@ class Recipe:
     roi_pooling: bool  # heads also see early features averaged inside each ROI label (see network/i3d.py)
     fine_roi_features: bool  # with roi_pooling: a learned full-resolution ROI branch, pooled per label
     roi_descriptors: bool  # with roi_pooling: input mean and SD, size and outline per ROI label (no learned layers)
+    roi_volume: bool  # with roi_descriptors: each ROI label's volume fraction too (linear in ml, for regression heads)
     standardize_features: bool  # batch-normalize (no affine) the features the heads read
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults), "light" (spatial, mirroring, intensity) or "mirror"
@@ -94,6 +95,7 @@ AUC23 = Recipe(
     roi_pooling=False,
     fine_roi_features=False,
     roi_descriptors=False,
+    roi_volume=False,
     standardize_features=False,
     label_smoothing=0.0,
     augmentation="nnunet",
@@ -120,6 +122,7 @@ DEFAULT = Recipe(
     roi_pooling=True,
     fine_roi_features=False,
     roi_descriptors=True,
+    roi_volume=True,
     standardize_features=True,
     label_smoothing=0.0,
     augmentation="light",
