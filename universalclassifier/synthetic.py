@@ -123,7 +123,8 @@ def generate_task(
         for m, image in enumerate(images):
             write_image(image, geometry, folder / f"images{split}" / f"{case_id}_{m:04d}{extension}")
         if with_roi:
-            write_image(roi, geometry, folder / f"labels{split}" / f"{case_id}{extension}")
+            roi_map = roi + lesion.astype(np.uint8) if label_types else roi
+            write_image(roi_map, geometry, folder / f"labels{split}" / f"{case_id}{extension}")
         targets: dict[str, int | float | None] = {"lesion_contrast": contrast, "lesion_size": lesion_size}
         covariates: dict = {}
         if label_types:
@@ -153,7 +154,7 @@ def generate_task(
         "test": [f"./imagesTs/case_{i:04d}{extension}" for i in range(num_cases, num_cases + num_test)],
     }
     if with_roi:
-        dataset["labels"] = {"0": "background", "1": "organ"}
+        dataset["labels"] = {"0": "background", "1": "organ", **({"2": "lesion"} if label_types else {})}
     if label_types:
         dataset["covariates"] = COVARIATES
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
