@@ -36,6 +36,26 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert "External evaluation of the 2 test cases" in text and "lesion_contrast_gradcam.png" in text
 
 
+def test_label_types_demo_predicts_test_cases_with_unknown_covariates(tmp_path):
+    settings = DemoSettings(
+        num_cases=20,
+        num_test=2,
+        base_size=(8, 24, 24),
+        epochs=1,
+        batches_per_epoch=1,
+        val_batches_per_epoch=1,
+        num_workers=0,
+        label_types=True,
+    )
+    result = run_demo(tmp_path / "demo", settings, show_progress=False)
+    assert result["truth"]["case_0020"]["covariates"]["age"] is None  # the case this test is about
+    unknown_age = result["predictions"]["case_0020"]
+    assert isinstance(unknown_age["lesion_volume"], float) and 0.0 <= unknown_age["high_risk"] <= 1.0
+    assert sorted(result["predictions"]) == ["case_0020", "case_0021"] and result["evaluation"]["num_cases"] == 2
+    text = format_results(result)
+    assert "lesion_volume (ml)" in text and "case_0020" in text
+
+
 def test_demo_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("user data")
     assert main(["--output", str(tmp_path), "--cases", "10", "--epochs", "1", "--batches", "1", "--quiet"]) == 2

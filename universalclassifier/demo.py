@@ -150,7 +150,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
     covariates = _write_test_covariates(truth, output / PREDICTIONS_FOLDER) if settings.label_types else None
     predict_folder(
         output / "trained_models", task / "imagesTs", predictions, task / "labelsTs", show_progress=show_progress,
-        covariates_file=covariates,
+        covariates_file=covariates, impute_missing_covariates=True,  # the task leaves about 10% of the ages unknown
     )
     cases = {case: json.loads((predictions / f"{case}.json").read_text()) for case in sorted(truth)}
     logger.info("6/7 Evaluating the ensemble on the labelled test cases")
