@@ -4,7 +4,8 @@ Generates the `label_types` synthetic task (`universalclassifier.synthetic.gener
 `lesion_contrast`, ordinal `lesion_size`, regression `lesion_volume` in ml, `contrast_strength` known only for brighter
 lesions, `high_risk` = a brighter lesion in a patient aged 60 or more, covariates `age` (10% unknown) and `sex`, two
 scans per patient), trains fold `all` at the demo's budget (10 epochs x 14 batches) and predicts a held-out test set
-through `predict()`. Then the same again on a copy of the task without its covariates. Prints one JSON object: per
+through `predict()`. Then the same again on a copy of the task without its covariates, and the radiomics reference
+(`radiomics` extra; image features only) on the same cases. Prints one JSON object: per
 run and head the test metrics (AUC, quadratic weighted kappa and MAE for the ordinal head, R², MAE and Spearman for
 the regression head), plus the training time.
 
@@ -44,6 +45,22 @@ def _without_covariates(source: Path, target: Path) -> None:
     (target / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
 
 
+def _scores(test: dict, column: dict[str, list]) -> dict:
+    """Test metrics per head from `column` (head -> one output per test case, as `predict()` gives them)."""
+    truth = {name: [test[c][name] for c in test] for name in column}
+    result: dict = {}
+    for name in ("lesion_contrast", "contrast_strength", "high_risk"):
+        known = [n for n, t in enumerate(truth[name]) if t is not None]
+        y = np.array([truth[name][n] for n in known])
+        p = np.array([column[name][n] for n in known])
+        result[name] = {"auc": macro_auc(y, np.stack([1 - p, p], axis=1)), "num_cases": len(known)}
+    size = ordinal_metrics(np.array(truth["lesion_size"]), np.array(column["lesion_size"]), 3, name="lesion_size")
+    result["lesion_size"] = {k: size[k] for k in ("auc", "quadratic_weighted_kappa", "mae_grades", "accuracy")}
+    volume = regression_metrics(np.array(truth["lesion_volume"]), np.array(column["lesion_volume"]))
+    result["lesion_volume"] = {k: volume[k] for k in ("r2", "mae", "spearman", "pearson")}
+    return result
+
+
 def _train_and_test(root: Path, task_id: int, epochs: int, batches: int, test: dict, with_covariates: bool) -> dict:
     start = time.perf_counter()
     plan_and_preprocess(root, task_id, num_workers=2, show_progress=False)
@@ -64,18 +81,36 @@ def _train_and_test(root: Path, task_id: int, epochs: int, batches: int, test: d
         )
     heads = [h.name for h in predictor.plans.classification_labels]
     column = {name: [outputs[c][i] for c in test] for i, name in enumerate(heads)}
-    truth = {name: [test[c][name] for c in test] for name in heads}
-    result: dict = {"train_seconds": round(trained, 1)}
-    for name in ("lesion_contrast", "contrast_strength", "high_risk"):
-        known = [n for n, t in enumerate(truth[name]) if t is not None]
-        y = np.array([truth[name][n] for n in known])
-        p = np.array([column[name][n] for n in known])
-        result[name] = {"auc": macro_auc(y, np.stack([1 - p, p], axis=1)), "num_cases": len(known)}
-    size = ordinal_metrics(np.array(truth["lesion_size"]), np.array(column["lesion_size"]), 3, name="lesion_size")
-    result["lesion_size"] = {k: size[k] for k in ("auc", "quadratic_weighted_kappa", "mae_grades", "accuracy")}
-    volume = regression_metrics(np.array(truth["lesion_volume"]), np.array(column["lesion_volume"]))
-    result["lesion_volume"] = {k: volume[k] for k in ("r2", "mae", "spearman", "pearson")}
-    return result
+    return {"train_seconds": round(trained, 1), **_scores(test, column)}
+
+
+def _radiomics_reference(folder: Path, test: dict) -> dict | None:
+    """The radiomics reference (mirp features inside each ROI label; logistic or ridge regression per head, no
+    covariates) fitted on the training cases and scored on the same test cases, or None without mirp."""
+    try:
+        from universalclassifier.radiomics import reference_scores
+    except ImportError as exc:
+        logger.warning("No radiomics reference (%s); install the 'radiomics' extra.", exc)
+        return None
+    dataset = json.loads((folder / "dataset.json").read_text())
+    heads = dataset["classification_labels"]
+    train = [(e["image"][2:].replace(".nii.gz", "_0000.nii.gz"), e["label"][2:]) for e in dataset["training"]]
+    start = time.perf_counter()
+    predictions = reference_scores(
+        [([folder / image], folder / roi) for image, roi in train],
+        {h["name"]: [entry.get(h["name"]) for entry in dataset["training"]] for h in heads},
+        [([folder / "imagesTs" / f"{c}_0000.nii.gz"], folder / "labelsTs" / f"{c}.nii.gz") for c in test],
+        {h["name"]: len(h.get("values", {})) for h in heads},
+        num_workers=2,
+        regression_heads=[h["name"] for h in heads if h.get("type") == "regression"],
+    )
+    # as predict() gives them: p(1) of a binary head, the probabilities of the ordinal one, the regression value
+    column = {
+        name: [row[1] if name in ("lesion_contrast", "contrast_strength", "high_risk") else row for row in values]
+        for name, values in predictions.items()
+    }
+    column["lesion_volume"] = [float(row[0]) for row in predictions["lesion_volume"]]
+    return {"seconds": round(time.perf_counter() - start, 1), **_scores(test, column)}
 
 
 def main() -> None:
@@ -85,6 +120,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batches", type=int, default=14)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_reference", action="store_true", help="skip the radiomics reference")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +135,8 @@ def main() -> None:
             "with_covariates": _train_and_test(root / "with", 1, args.epochs, args.batches, test, True),
             "without_covariates": _train_and_test(root / "without", 1, args.epochs, args.batches, test, False),
         }
+        if not args.no_reference:
+            runs["radiomics_reference"] = _radiomics_reference(folder, test)
     print(json.dumps({"benchmark": "label_types", **vars(args), "runs": runs}, indent=2))
 
 

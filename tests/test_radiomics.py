@@ -22,6 +22,7 @@ from universalclassifier.cli import radiomics_main
 from universalclassifier.dataset.image_io import Geometry, read_image, write_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_difference
+from universalclassifier.evaluation.graded_metrics import bootstrap_mae_difference
 from universalclassifier.evaluation.summarize import (
     REFERENCE_LABEL,
     format_summary_table,
@@ -29,13 +30,25 @@ from universalclassifier.evaluation.summarize import (
 )
 from universalclassifier.paths import REFERENCE_FOLDER, TaskPaths
 from universalclassifier.plans import ClassificationLabel, Plans
-from universalclassifier.radiomics.model import fit_reference, predict_reference
-from universalclassifier.synthetic import HEADS, generate_task
+from universalclassifier.radiomics.model import (
+    ALPHA_GRID,
+    DEFAULT_ALPHA,
+    ClassificationHead,
+    RegressionHead,
+    fit_reference,
+    predict_reference,
+)
+from universalclassifier.synthetic import HEADS, LABEL_TYPE_HEADS, generate_task
 from universalclassifier.training.splits import make_splits
 
 needs_mirp = pytest.mark.skipif(find_spec("mirp") is None, reason="the optional dependency mirp is not installed")
 HEAD_SIZES = {"lesion_contrast": 2, "lesion_size": 3}
 LABELS = [ClassificationLabel.from_dict(head, "synthetic HEADS") for head in HEADS]
+LABEL_TYPE_LABELS = LABELS + [
+    ClassificationLabel("lesion_volume", "regression", ()),
+    ClassificationLabel("contrast_strength", "nominal", ("mild", "strong")),
+    ClassificationLabel("high_risk", "nominal", ("no", "yes")),
+]
 PREDICTION_COLUMNS = [
     "case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1",
     "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
@@ -67,6 +80,46 @@ def reference_run(tmp_path_factory):
     dataset = json.loads((raw / "dataset.json").read_text())
     targets = {e["image"].split("/")[-1].removesuffix(".nii.gz"): e for e in dataset["training"]}
     return SimpleNamespace(root=root, raw=raw, paths=paths, before=before, result=result, targets=targets)
+
+
+@pytest.fixture(scope="module")
+def label_types_run(tmp_path_factory):
+    """run_radiomics_reference on a 15-case task with a regression head, a head with unknown values and covariates."""
+    if find_spec("mirp") is None:
+        pytest.skip("the optional dependency mirp is not installed")
+    from universalclassifier.radiomics import run_radiomics_reference
+
+    root = tmp_path_factory.mktemp("radiomics_label_types")
+    raw = generate_task(root, 22, "Types", num_cases=15, with_roi=True, base_size=(8, 20, 20), seed=4, label_types=True)
+    assert [head["name"] for head in LABEL_TYPE_HEADS] == [label.name for label in LABEL_TYPE_LABELS[2:]]
+    handler, package_logger = _Records(), logging.getLogger("universalclassifier")
+    level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    try:
+        result = run_radiomics_reference(root, 22, num_workers=1, show_progress=False)
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(level)
+    dataset = json.loads((raw / "dataset.json").read_text())
+    targets = {e["image"].split("/")[-1].removesuffix(".nii.gz"): e for e in dataset["training"]}
+    return SimpleNamespace(
+        root=root, paths=TaskPaths.find(root, 22), result=result, targets=targets, log=handler.text()
+    )
+
+
+class _Records(logging.Handler):
+    """Collects the INFO messages of a module-scoped run (caplog is function-scoped)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def text(self) -> str:
+        return "\n".join(self.messages)
 
 
 # ------------------------------------------------------------------ the command
@@ -110,6 +163,104 @@ def test_command_writes_out_of_fold_predictions_on_the_training_folds(reference_
     assert reference_run.result.stdout == ""
     assert "Initialising feature computation" not in reference_run.result.stderr
     assert "Warning" not in reference_run.result.stderr
+
+
+@needs_mirp
+def test_regression_heads_and_unknown_values(label_types_run):
+    paths, targets, result = label_types_run.paths, label_types_run.targets, label_types_run.result
+    case_ids = sorted(targets)
+    unknown = [c for c in case_ids if targets[c]["contrast_strength"] is None]
+    assert 0 < len(unknown) < len(case_ids)
+    splits = json.loads(paths.splits_file.read_text())
+    per_head = {label.name: [targets[c][label.name] for c in case_ids] for label in LABEL_TYPE_LABELS}
+    groups = {c: targets[c]["patient_id"] for c in case_ids}
+    # the folds the deep trainer creates: regression values stratified on quantile bins, patients kept together
+    assert splits == make_splits(case_ids, per_head, regression_labels=["lesion_volume"], groups=groups)
+
+    heads = result["heads"]
+    volume = heads["lesion_volume"]
+    assert volume["type"] == "regression" and volume["num_cases"] == 15 and volume["num_missing"] == 0
+    assert {"mae", "rmse", "r2", "pearson", "spearman"} <= set(volume) and volume["mae"] >= 0
+    assert isinstance(volume["r2"], float)
+    strength = heads["contrast_strength"]
+    assert strength["num_missing"] == len(unknown) and strength["num_cases"] == 15 - len(unknown)
+    assert "auc" in strength and "r2" not in strength
+    assert set(result["chosen_alpha"]["fold_0"]) == {"lesion_volume"}
+    assert result["chosen_alpha"]["fold_0"]["lesion_volume"] in ALPHA_GRID
+    assert set(result["chosen_C"]["fold_0"]) == {"lesion_contrast", "lesion_size", "contrast_strength", "high_risk"}
+
+    for fold, split in enumerate(splits):
+        validation = paths.reference_folder() / f"fold_{fold}" / "validation"
+        assert {p.name for p in validation.iterdir()} == {"predictions.csv", "predictions.json", "summary.json"}
+        predictions = json.loads((validation / "predictions.json").read_text())
+        assert list(predictions) == split["val"]
+        header, rows = _read_csv(validation / "predictions.csv")
+        assert "lesion_volume_prediction" in header and "contrast_strength_p1" in header
+        for case_id, entry in predictions.items():
+            assert entry["lesion_volume"]["target"] == targets[case_id]["lesion_volume"]
+            assert isinstance(entry["lesion_volume"]["prediction"], float)
+            assert entry["contrast_strength"]["target"] == targets[case_id]["contrast_strength"]
+            assert sum(entry["contrast_strength"]["probabilities"]) == pytest.approx(1)  # predicted for every case
+        column = header.index("contrast_strength_target")
+        assert {row[0] for row in rows if row[column] == ""} == set(unknown) & set(split["val"])
+        summary = json.loads((validation / "summary.json").read_text())
+        assert summary["heads"]["lesion_volume"]["type"] == "regression"
+
+    log = label_types_run.log
+    assert "lesion_volume MAE" in log and "R²" in log and "alpha=" in log
+    assert "the covariates ['age', 'sex'] are not used" in log
+    assert "known training values)" in log  # contrast_strength: fitted on its known values only
+
+
+@needs_mirp
+def test_summarize_compares_regression_heads_with_the_reference(label_types_run):
+    paths, targets = label_types_run.paths, label_types_run.targets
+    trainer = paths.trainer_folder()
+    trainer.mkdir(parents=True)
+    Plans(
+        task_name=paths.task_name, modalities=["CT"], normalization_schemes=["CT"], use_mask_for_norm=[False],
+        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        target_spacing=[2.0, 1.0, 1.0], image_size=[8, 20, 20], batch_size=2, do_dummy_2D_data_aug=False,
+        num_roi_classes=3, uses_roi=True, classification_labels=LABEL_TYPE_LABELS, num_training_cases=15,
+    ).save(trainer / "plans.json")
+    rng = np.random.default_rng(1)
+    deep = {}
+    for fold, split in enumerate(json.loads(paths.splits_file.read_text())):
+        predictions = {}
+        for case_id in split["val"]:
+            case = targets[case_id]
+            predictions[case_id] = {
+                label.name: {"target": case[label.name], "probabilities": rng.dirichlet([1, 1]).tolist()}
+                for label in LABEL_TYPE_LABELS if label.num_values == 2
+            }
+            predictions[case_id]["lesion_size"] = {"target": case["lesion_size"], "probabilities": [0.2, 0.5, 0.3]}
+            volume = case["lesion_volume"]
+            predictions[case_id]["lesion_volume"] = {"target": volume, "prediction": volume + rng.normal(0, 1e-6)}
+        (trainer / f"fold_{fold}" / "validation").mkdir(parents=True)
+        (trainer / f"fold_{fold}" / "validation" / "predictions.json").write_text(json.dumps(predictions))
+        deep.update(predictions)
+
+    summary = summarize_cross_validation(trainer, num_resamples=50)
+    reference = summary["reference"]
+    assert reference["available"] and set(reference["heads"]) == {label.name for label in LABEL_TYPE_LABELS}
+    volume = reference["heads"]["lesion_volume"]
+    assert volume["type"] == "regression" and volume["num_cases"] == 15
+    assert volume["mae"] == pytest.approx(label_types_run.result["heads"]["lesion_volume"]["mae"])
+    assert volume["r2_ci_95"][0] is None or volume["r2_ci_95"][0] <= volume["r2"]
+    deep_mae = float(np.mean([abs(deep[c]["lesion_volume"]["prediction"] - targets[c]["lesion_volume"]) for c in deep]))
+    paired = volume["deep_minus_reference_mae"]
+    assert paired["num_cases"] == 15 and paired["difference"] == pytest.approx(deep_mae - volume["mae"])
+    assert paired["difference"] < 0  # the deep stand-in is almost exact
+    strength = reference["heads"]["contrast_strength"]
+    known = [c for c in targets if targets[c]["contrast_strength"] is not None]
+    assert strength["num_cases"] == len(known) and strength["deep_minus_reference_auc"]["num_cases"] == len(known)
+
+    report = (trainer / "cv_report.md").read_text()
+    assert f"| lesion_volume | {REFERENCE_LABEL} | 15 | {volume['mae']:.3f}" in report
+    assert "| lesion_volume | Deep model | 15 |" in report
+    assert "MAE of the deep model minus the reference on the cases both predicted" in report
+    table = format_summary_table(summary)
+    assert table.count("regression head") == 2 and table.count("lesion_volume") == 2
 
 
 @needs_mirp
@@ -333,6 +484,68 @@ def test_model_is_deterministic_and_handles_sparse_values():
     assert roc_auc_score(y, first["easy"][:, 1]) > 0.9
     assert (first["sparse"][:, 3] == 0).all()  # value 3 never seen in training
     np.testing.assert_array_equal(first["single"], np.tile([1.0, 0.0, 0.0], (20, 1)))
+
+
+def test_regression_head_is_a_ridge_regression_in_target_units():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (60, 5))
+    x[:, 4] = 2.5  # constant: removed
+    volume = 40.0 + 12.0 * x[:, 0] - 7.0 * x[:, 1]  # exact linear function of two features, in ml
+    train, test = slice(0, 40), slice(40, 60)
+    models = fit_reference(x[train], {"volume": volume[train]}, {}, regression_heads=["volume"])
+    model = models["volume"]
+    assert isinstance(model, RegressionHead) and model.alpha in ALPHA_GRID and model.num_cases == 40
+    predicted = predict_reference(models, x[test])["volume"]
+    assert predicted.shape == (20, 1)  # the deep model's width-1 convention for regression heads
+    residual = np.sum((predicted[:, 0] - volume[test]) ** 2)
+    assert 1 - residual / np.sum((volume[test] - volume[test].mean()) ** 2) > 0.99
+    again = predict_reference(fit_reference(x[train], {"volume": volume[train]}, {}, regression_heads=["volume"]), x)
+    np.testing.assert_array_equal(again["volume"][40:], predicted)  # deterministic
+
+    few = fit_reference(x[:5], {"volume": volume[:5]}, {}, regression_heads=["volume"])["volume"]
+    assert few.alpha == DEFAULT_ALPHA and few.num_cases == 5  # too few values for an inner cross-validation
+    constant = fit_reference(x[:8], {"volume": [3.5] * 8}, {}, regression_heads=["volume"])
+    assert constant["volume"].alpha is None
+    np.testing.assert_array_equal(predict_reference(constant, x)["volume"], np.full((60, 1), 3.5))
+
+
+def test_each_head_is_fitted_on_its_known_values_only():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (40, 3))
+    x[:30:5, 2] = np.nan  # imputed with the median of the known cases
+    x[30:] = 1000.0  # cases without a value: they would move every median and coefficient if they were used
+    label = (x[:, 0] > 0).astype(int)
+    value = 3.0 * x[:, 0] + x[:, 1]
+    targets = {
+        "label": [int(v) for v in label[:30]] + [None] * 10,
+        "value": [float(v) for v in value[:30]] + [np.nan] * 10,  # NaN is unknown too
+    }
+    models = fit_reference(x, targets, {"label": 2}, regression_heads=["value"])
+    classifier, regressor = models["label"], models["value"]
+    assert isinstance(classifier, ClassificationHead) and isinstance(regressor, RegressionHead)
+    assert classifier.num_cases == regressor.num_cases == 30
+    for pipeline in (classifier.pipeline, regressor.estimator):
+        np.testing.assert_allclose(pipeline.named_steps["impute"].statistics_, np.nanmedian(x[:30], axis=0))
+    predictions = predict_reference(models, x)  # every case is predicted, known or not
+    assert predictions["label"].shape == (40, 2) and predictions["value"].shape == (40, 1)
+    assert np.isfinite(predictions["value"]).all()
+    assert roc_auc_score(label[:30], predictions["label"][:30, 1]) > 0.9
+    assert np.corrcoef(value[:30], predictions["value"][:30, 0])[0, 1] > 0.99
+
+    with pytest.raises(ValueError, match="no training case with a known value"):
+        fit_reference(x, {"label": [None] * 40}, {"label": 2})
+    with pytest.raises(ValueError, match="integers in 0..1"):
+        fit_reference(x, {"label": [0.5] * 40}, {"label": 2})
+
+
+def test_paired_mae_difference():
+    y = np.linspace(0.0, 10.0, 30)
+    rng = np.random.default_rng(5)
+    good, poor = y + rng.normal(0, 0.1, 30), y + rng.normal(0, 2.0, 30)
+    difference, low, high = bootstrap_mae_difference(y, good, poor, num_resamples=200, seed=1)
+    assert difference == pytest.approx(np.abs(good - y).mean() - np.abs(poor - y).mean())
+    assert low <= difference <= high < 0
+    assert bootstrap_mae_difference(y[:2], good[:2], poor[:2])[1:] == (None, None)  # too few cases for an interval
 
 
 def test_paired_auc_difference():

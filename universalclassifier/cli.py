@@ -204,7 +204,7 @@ def radiomics_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_radiomics",
         description="Cross-validate a classical reference on the deep model's folds: mirp radiomics features inside "
-        "the ROI (first-order, shape, texture) and a logistic regression per head. Writes "
+        "the ROI (first-order, shape, texture) and a logistic (regression heads: ridge) regression per head. Writes "
         "DATA/trained_models/nnUNet/3d_fullres/TaskXXX_Name/RadiomicsReference/, which uc_summarize reports beside "
         "the deep model. Needs the optional dependency mirp: pip install 'universalclassifier[radiomics]'.",
     )

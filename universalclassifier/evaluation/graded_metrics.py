@@ -219,6 +219,28 @@ def regression_confidence_intervals(
     return intervals
 
 
+def bootstrap_mae_difference(
+    targets: ArrayLike, predictions_a: ArrayLike, predictions_b: ArrayLike, num_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float | None, float | None]:
+    """MAE of a minus MAE of b on the same cases, with a paired bootstrap interval (each resample draws the same
+    cases for both models; BCa, else percentile). Returns (difference, low, high); the interval is (None, None)
+    with fewer than MIN_BOOTSTRAP_CASES cases."""
+    y, a = _check_regression(targets, predictions_a)
+    _, b = _check_regression(y, predictions_b)
+    checked_int(num_resamples, "num_resamples", 1)
+
+    def difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _mae(y, a, axis) - _mae(y, b, axis)
+
+    point = float(difference(y, a, b))
+    if len(y) < MIN_BOOTSTRAP_CASES:
+        return point, None, None
+    low, high = bootstrap_interval(
+        (y, a, b), difference, paired=True, vectorized=True, num_resamples=num_resamples, seed=seed
+    )
+    return point, low, high
+
+
 def plot_regression_scatter(targets: ArrayLike, predictions: ArrayLike, title: str, out_file: Path) -> None:
     """Write a PNG scatter plot of predicted against true values with the identity line; MAE and R² in the legend."""
     from matplotlib.figure import Figure

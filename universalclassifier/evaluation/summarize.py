@@ -15,7 +15,11 @@ from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
-from universalclassifier.evaluation.graded_metrics import plot_regression_scatter, regression_confidence_intervals
+from universalclassifier.evaluation.graded_metrics import (
+    bootstrap_mae_difference,
+    plot_regression_scatter,
+    regression_confidence_intervals,
+)
 from universalclassifier.evaluation.head_summary import head_summary, known_targets
 from universalclassifier.evaluation.metrics import plot_roc_curves
 from universalclassifier.evaluation.temperature import apply_temperature, fit_temperature, write_calibration
@@ -30,7 +34,7 @@ PLOTS_FOLDER = "cv_plots"
 PREDICTIONS_FILE = Path(ArtifactLayout.VALIDATION) / ArtifactLayout.PREDICTIONS_JSON
 CALIBRATION_BINS = 10
 DEEP_LABEL = "Deep model"
-REFERENCE_LABEL = "Radiomics reference (mirp features + logistic regression)"
+REFERENCE_LABEL = "Radiomics reference (mirp features + logistic or ridge regression)"
 
 
 Prediction = tuple[int | float | None, list[float]]  # (target or None, probabilities or [regression value])
@@ -221,6 +225,71 @@ def pooled_arrays(
     return targets, np.array([pooled[c][1][name][1] for c in cases], dtype=np.float64)
 
 
+def _paired(common: list[str], difference: tuple[float | None, float | None, float | None]) -> dict:
+    """A deep-minus-reference difference as the summary stores it."""
+    return {"num_cases": len(common), "difference": difference[0], "ci_95": list(difference[1:])}
+
+
+def _reference_classification_head(
+    head: ClassificationLabel,
+    pooled: dict[str, tuple[str, dict]],
+    deep: dict[str, tuple[str, dict]],
+    cases: list[str],
+    common: list[str],
+    num_resamples: int,
+    seed: int,
+) -> dict:
+    """The reference's metrics of a classification head on `cases` (all with a known target) and the AUC
+    difference deep minus reference on the `common` cases."""
+    name = head.name
+    targets, probabilities = pooled_arrays(pooled, name, cases)
+    y = np.array(targets, dtype=np.int64)
+    difference: tuple[float | None, float | None, float | None] = (None, None, None)
+    if common:
+        common_targets, deep_probabilities = pooled_arrays(deep, name, common)
+        difference = bootstrap_auc_difference(
+            np.array(common_targets, dtype=np.int64), deep_probabilities, pooled_arrays(pooled, name, common)[1],
+            num_resamples=num_resamples, seed=seed, ordinal=head.ordinal,
+        )
+    return {
+        **head_summary(head, targets, probabilities),
+        "auc_ci_95": list(
+            bootstrap_auc_ci(y, probabilities, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal)
+        ),
+        "ece": expected_calibration_error(y, probabilities, CALIBRATION_BINS),
+        "deep_minus_reference_auc": _paired(common, difference),
+    }
+
+
+def _reference_regression_head(
+    head: ClassificationLabel,
+    pooled: dict[str, tuple[str, dict]],
+    deep: dict[str, tuple[str, dict]],
+    cases: list[str],
+    common: list[str],
+    num_resamples: int,
+    seed: int,
+) -> dict:
+    """The reference's metrics of a regression head on `cases` (all with a known target) and the MAE difference
+    deep minus reference on the `common` cases."""
+    name = head.name
+    targets, predictions = pooled_arrays(pooled, name, cases)
+    values = np.array(targets, dtype=np.float64)
+    intervals = regression_confidence_intervals(values, predictions[:, 0], num_resamples=num_resamples, seed=seed)
+    difference: tuple[float | None, float | None, float | None] = (None, None, None)
+    if common:
+        common_targets, deep_predictions = pooled_arrays(deep, name, common)
+        difference = bootstrap_mae_difference(
+            np.array(common_targets, dtype=np.float64), deep_predictions[:, 0],
+            pooled_arrays(pooled, name, common)[1][:, 0], num_resamples=num_resamples, seed=seed,
+        )
+    return {
+        **head_summary(head, targets, predictions),
+        **{f"{metric}_ci_95": ci for metric, ci in intervals.items()},
+        "deep_minus_reference_mae": _paired(common, difference),
+    }
+
+
 def _reference_summary(
     reference_folder: Path,
     heads: Sequence[ClassificationLabel],
@@ -231,8 +300,8 @@ def _reference_summary(
 ) -> dict:
     """Pooled metrics of the radiomics reference beside the deep model, or how to get them when it is missing.
 
-    Per head: the same metrics as the deep model's rows, plus the AUC difference deep minus reference on the cases
-    both predicted, with a paired bootstrap interval.
+    Per head with known targets: the same metrics as the deep model's rows, plus the AUC (regression heads: MAE)
+    difference deep minus reference on the cases both predicted, with a paired bootstrap interval.
     """
     validated = reference_folder.is_dir() and any(
         (fold / PREDICTIONS_FILE).is_file() for fold in numbered_fold_folders(reference_folder)
@@ -247,31 +316,11 @@ def _reference_summary(
         return {**missing, "problem": str(exc)}
     summary_heads = {}
     for head in heads:
-        if head.is_regression:
-            continue
-        name = head.name
-        cases = [case for case in pooled if pooled[case][1][name][0] is not None]
-        common = [case for case in cases if case in deep]
-        targets, probabilities = pooled_arrays(pooled, name, cases)
-        y = np.array(targets, dtype=np.int64)
-        metrics = head_summary(head, targets, probabilities)
-        difference: tuple[float | None, float | None, float | None] = (None, None, None)
-        if common:
-            common_targets, deep_probabilities = pooled_arrays(deep, name, common)
-            difference = bootstrap_auc_difference(
-                np.array(common_targets, dtype=np.int64), deep_probabilities, pooled_arrays(pooled, name, common)[1],
-                num_resamples=num_resamples, seed=seed, ordinal=head.ordinal,
-            )
-        summary_heads[name] = {
-            **metrics,
-            "auc_ci_95": list(
-                bootstrap_auc_ci(y, probabilities, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal)
-            ),
-            "ece": expected_calibration_error(y, probabilities, CALIBRATION_BINS),
-            "deep_minus_reference_auc": {
-                "num_cases": len(common), "difference": difference[0], "ci_95": list(difference[1:])
-            },
-        }
+        cases = [case for case in pooled if pooled[case][1][head.name][0] is not None]
+        if cases:
+            common = [case for case in cases if case in deep and deep[case][1][head.name][0] is not None]
+            compare = _reference_regression_head if head.is_regression else _reference_classification_head
+            summary_heads[head.name] = compare(head, pooled, deep, cases, common, num_resamples, seed)
     return {
         "available": True,
         "label": REFERENCE_LABEL,
@@ -308,6 +357,19 @@ def _signed(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def _paired_difference(name: str, paired: dict) -> str:
+    """`head +0.050 [-0.020, +0.110]`: a deep-minus-reference difference with its interval where there is one."""
+    interval = "" if paired["ci_95"][0] is None else f" [{paired['ci_95'][0]:+.3f}, {paired['ci_95'][1]:+.3f}]"
+    return f"{name} {_signed(paired['difference'])}{interval}"
+
+
+def _regression_cells(head: dict) -> str:
+    return (
+        f"{head['num_cases']} | {_with_ci(head, 'mae')} | {_number(head['rmse'])} | {_with_ci(head, 'r2')} | "
+        f"{_number(head['spearman'])} |"
+    )
+
+
 def _comparison_report(summary: dict) -> list[str]:
     """The markdown section that puts the radiomics reference beside the deep model."""
     reference = summary["reference"]
@@ -316,30 +378,45 @@ def _comparison_report(summary: dict) -> list[str]:
         return lines + [
             f"No radiomics reference for this task yet. Run `{reference['how_to']}` (needs "
             "`pip install 'universalclassifier[radiomics]'`), then summarize again to see whether the network beats a "
-            "classical model (mirp radiomics features + logistic regression, same folds) on this data."
+            "classical model (mirp radiomics features + logistic or ridge regression, same folds) on this data."
         ]
-    lines += [
+    lines.append(
         f"{reference['label']}: out-of-fold predictions of {len(reference['folds'])} fold(s) on the same splits, "
-        f"{reference['num_cases']} case(s) pooled (folder `{reference['folder']}`).",
-        "",
-        "| Head | Model | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    differences = []
-    for name, other in reference["heads"].items():
-        head = summary["heads"][name]
-        lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_metric_cells(head)}")
-        lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_metric_cells(other)}")
-        paired = other["deep_minus_reference_auc"]
-        differences.append(f"{name} {_signed(paired['difference'])}" + (
-            "" if paired["ci_95"][0] is None else f" [{paired['ci_95'][0]:+.3f}, {paired['ci_95'][1]:+.3f}]"
-        ))
-    lines += [
-        "",
-        "AUC of the deep model minus the reference on the cases both predicted (paired bootstrap "
-        f"95% CI): {'; '.join(differences)}. An interval above 0: the network beats the classical model; below 0: "
-        "the classical model is better; containing 0: no clear difference on this data.",
-    ]
+        f"{reference['num_cases']} case(s) pooled (folder `{reference['folder']}`)."
+    )
+    classification, regression = _split_heads(reference["heads"])
+    if classification:
+        lines += [
+            "",
+            "| Head | Model | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, other in classification.items():
+            lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_metric_cells(summary['heads'][name])}")
+            lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_metric_cells(other)}")
+        differences = [_paired_difference(n, other["deep_minus_reference_auc"]) for n, other in classification.items()]
+        lines += [
+            "",
+            "AUC of the deep model minus the reference on the cases both predicted (paired bootstrap "
+            f"95% CI): {'; '.join(differences)}. An interval above 0: the network beats the classical model; below 0: "
+            "the classical model is better; containing 0: no clear difference on this data.",
+        ]
+    if regression:
+        lines += [
+            "",
+            "| Regression head | Model | Cases | MAE [95% CI] | RMSE | R² [95% CI] | Spearman |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, other in regression.items():
+            lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_regression_cells(summary['heads'][name])}")
+            lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_regression_cells(other)}")
+        differences = [_paired_difference(n, other["deep_minus_reference_mae"]) for n, other in regression.items()]
+        lines += [
+            "",
+            "MAE of the deep model minus the reference on the cases both predicted (paired bootstrap "
+            f"95% CI): {'; '.join(differences)}. An interval below 0: the network beats the classical model; above 0: "
+            "the classical model is better; containing 0: no clear difference on this data.",
+        ]
     return lines
 
 
@@ -359,6 +436,8 @@ def head_section(name: str, head: dict) -> list[str]:
     lines = ["", f"## {name}", ""]
     if head["num_missing"]:
         lines += [f"{head['num_missing']} case(s) have no value for this head and are left out of its metrics.", ""]
+    if not head.get("num_cases"):
+        return lines + ["No case has a known value for this head, so it has no metrics."]
     if head["type"] == "regression":
         return lines + [
             f"MAE {_with_ci(head, 'mae')}, RMSE {_with_ci(head, 'rmse')}, R² {_with_ci(head, 'r2')}, Pearson "
@@ -423,11 +502,7 @@ def metric_tables(heads: dict) -> list[str]:
         lines += [f"| {_cell(name)} | {_metric_cells(head)}" for name, head in classification.items()]
     if regression:
         lines += ["", "| Regression head | Cases | MAE [95% CI] | RMSE | R² [95% CI] | Spearman |", "|---" * 6 + "|"]
-        lines += [
-            f"| {_cell(name)} | {head['num_cases']} | {_with_ci(head, 'mae')} | {_number(head['rmse'])} | "
-            f"{_with_ci(head, 'r2')} | {_number(head['spearman'])} |"
-            for name, head in regression.items()
-        ]
+        lines += [f"| {_cell(name)} | {_regression_cells(head)}" for name, head in regression.items()]
     return lines
 
 
@@ -440,14 +515,9 @@ def _table_rows(heads: dict, width: int) -> list[str]:
     ]
 
 
-def format_summary_table(summary: dict) -> str:
-    """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE.
-
-    Regression heads follow with MAE and R² [95% CI]; the radiomics reference follows as a second table when the
-    summary has one, else a line saying how to get it.
-    """
-    classification, regression = _split_heads(summary["heads"])
-    width = max(len("head"), *(len(name) for name in summary["heads"]))
+def _text_tables(heads: dict, width: int) -> list[str]:
+    """The plain-text rows of a summary's heads with a known target: classification heads, then regression heads."""
+    classification, regression = _split_heads(heads)
     header = f"{'head':<{width}}  cases  {'AUC [95% CI]':<22}  bal.acc  accuracy    ECE  ECE after T"
     rows = [header] + _table_rows(classification, width) if classification else []
     if regression:
@@ -456,9 +526,20 @@ def format_summary_table(summary: dict) -> str:
             f"{name:<{width}}  {head['num_cases']:>5}  {_with_ci(head, 'mae'):<22}  {_with_ci(head, 'r2'):<22}"
             for name, head in regression.items()
         ]
+    return rows
+
+
+def format_summary_table(summary: dict) -> str:
+    """A plain-text table of a cross-validation summary: cases, AUC [95% CI], balanced accuracy, accuracy, ECE.
+
+    Regression heads follow with MAE and R² [95% CI]; the radiomics reference follows as a second table when the
+    summary has one, else a line saying how to get it.
+    """
+    width = max(len("head"), *(len(name) for name in summary["heads"]))
+    rows = _text_tables(summary["heads"], width)
     reference = summary.get("reference")
     if reference and reference["available"]:
-        rows += ["", f"{reference['label']}:", header] + _table_rows(reference["heads"], width)
+        rows += ["", f"{reference['label']}:"] + _text_tables(reference["heads"], width)
     elif reference:
         rows += ["", f"No radiomics reference to compare with: run {reference['how_to']}"]
     return "\n".join(rows)

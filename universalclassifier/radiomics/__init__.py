@@ -1,4 +1,5 @@
-"""The radiomics reference: mirp features inside the ROI and a logistic regression, on the deep model's folds.
+"""The radiomics reference: mirp features inside the ROI and a logistic or ridge regression per head, on the deep
+model's folds.
 
 Needs the optional dependency mirp (`pip install 'universalclassifier[radiomics]'`); mirp is imported only when
 features are computed, never by `import universalclassifier` or `predict()`. The public functions load lazily so

@@ -15,7 +15,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +25,20 @@ from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.checks import checked_int
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.head_summary import summarize_heads
+from universalclassifier.evaluation.head_summary import headline, summarize_heads
 from universalclassifier.evaluation.summarize import REFERENCE_LABEL
 from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import ArtifactLayout, TaskPaths, fold_folder_name
+from universalclassifier.plans import ClassificationLabel
 from universalclassifier.radiomics.features import case_features, feature_settings, require_mirp
-from universalclassifier.radiomics.model import fit_reference, predict_reference
+from universalclassifier.radiomics.model import (
+    ClassificationHead,
+    HeadModel,
+    RegressionHead,
+    fit_reference,
+    predict_reference,
+)
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
 
 logger = logging.getLogger(__name__)
@@ -82,24 +89,30 @@ def compute_features(
 
 def reference_scores(
     train_cases: Sequence[tuple[Sequence[Path], Path | None]],
-    train_targets: Mapping[str, Sequence[int]],
+    train_targets: Mapping[str, Sequence[int | float | None]],
     test_cases: Sequence[tuple[Sequence[Path], Path | None]],
     num_values: Mapping[str, int],
     num_workers: int = 1,
     seed: int = 12345,
     show_progress: bool = False,
+    *,
+    regression_heads: Collection[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Fit the radiomics reference on the training cases and return, per head, the test probabilities.
+    """Fit the radiomics reference on the training cases and return, per head, the test predictions.
 
     A case is (image files, one per modality in dataset.json order; ROI label map or None). `train_targets` maps
-    each head to one integer value per training case; `num_values[head]` is that head's number of values. Returns
-    {head: (number of test cases, num_values[head]) array}, rows in `test_cases` order.
+    each head to one value per training case (None: unknown, left out of that head's fit): an integer value of a
+    classification head, whose number of values is `num_values[head]`, or a float of a head in `regression_heads`.
+    Returns {head: (number of test cases, num_values[head]) probabilities, or (number of test cases, 1) predicted
+    values of a regression head}, rows in `test_cases` order.
     """
     require_mirp()
     cases = list(train_cases) + list(test_cases)
     computed = compute_features(cases, num_workers, show_progress)
     table = feature_table({f"{i:09d}": row for i, row in enumerate(computed)})  # zero-padded keys keep the input order
-    models = fit_reference(table.values[: len(train_cases)], train_targets, num_values, seed)
+    models = fit_reference(
+        table.values[: len(train_cases)], train_targets, num_values, seed, regression_heads=regression_heads
+    )
     return predict_reference(models, table.values[len(train_cases):])
 
 
@@ -157,19 +170,23 @@ def cached_feature_table(
     return table
 
 
-def _format_auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fit_note(model: HeadModel, num_training_cases: int) -> str:
+    """The regularisation chosen for a head, for the log ("C=1.0", "alpha=10.0"), and its number of training values
+    where some training cases had no value for it."""
+    note = f"C={model.c}" if isinstance(model, ClassificationHead) else f"alpha={model.alpha}"
+    return note if model.num_cases == num_training_cases else f"{note}, {model.num_cases} known training values"
 
 
-def _check_supported(validated: ValidatedTask) -> None:
-    """The reference fits one classifier per head on every case: refuse regression heads and unknown targets."""
-    regression = [h.name for h in validated.description.classification_labels if h.is_regression]
-    missing = sorted({c.case_id for c in validated.cases for value in c.targets.values() if value is None})
-    if regression or missing:
-        found = f"regression head(s) {regression}" if regression else f"cases without a value for a head: {missing[:5]}"
+def _check_known_training_values(
+    fold: int, train: Sequence[str], targets_of: Mapping[str, Mapping[str, int | float | None]],
+    heads: Sequence[ClassificationLabel],
+) -> None:
+    """Every head needs a known value in a fold's training cases: its model is fitted on those only."""
+    empty = [head.name for head in heads if all(targets_of[c][head.name] is None for c in train)]
+    if empty:
         raise UserInputError(
-            f"The radiomics reference handles nominal and ordinal heads with a value for every case; this task has "
-            f"{found}. Compare the deep model on a copy of the task without those heads or cases."
+            f"Fold {fold}: no training case has a value for head(s) {empty}, so the reference cannot be fitted; "
+            "label more cases for them or leave those heads out of a copy of the task."
         )
 
 
@@ -184,8 +201,10 @@ def run_radiomics_reference(
     """Cross-validate the radiomics reference of a task on the deep model's folds and write its folder.
 
     Validates the raw task like plan & preprocess, computes (or reuses) the features of every training case, reads
-    or creates DATA/preprocessed/TaskXXX/splits_final.json exactly as training does, fits on each fold's training
-    cases and predicts its validation cases. Returns the pooled out-of-fold summary written to radiomics_summary.json.
+    or creates DATA/preprocessed/TaskXXX/splits_final.json exactly as training does, fits each head on the fold's
+    training cases with a known value for it (classification heads: logistic regression; regression heads: ridge
+    regression) and predicts every validation case. Returns the pooled out-of-fold summary written to
+    radiomics_summary.json.
     """
     require_mirp()
     checked_int(num_workers, "--num_workers", 1, UserInputError)
@@ -193,14 +212,19 @@ def run_radiomics_reference(
     logger.info("Radiomics reference of %s from %s", paths.task_name, paths.raw)
     validated = validate_task(paths.raw, num_workers, show_progress)
     heads = validated.description.classification_labels
-    _check_supported(validated)
+    if validated.description.covariates:
+        logger.info(
+            "The radiomics reference uses image features only; the covariates %s are not used.",
+            [covariate.name for covariate in validated.description.covariates],
+        )
     table = cached_feature_table(paths, validated, num_workers, show_progress)
 
     case_ids = sorted(case.case_id for case in validated.cases)
     targets_of = {case.case_id: case.targets for case in validated.cases}
     per_head = {head.name: [targets_of[c][head.name] for c in case_ids] for head in heads}
+    regression = [head.name for head in heads if head.is_regression]
     groups = {case.case_id: case.group for case in validated.cases if case.group is not None}
-    splits = load_or_create_splits(paths.splits_file, case_ids, per_head, groups=groups)
+    splits = load_or_create_splits(paths.splits_file, case_ids, per_head, regression_labels=regression, groups=groups)
     chosen = list(range(len(splits))) if folds is None else sorted(set(folds))
     fold_sets = [fold_cases(splits, fold, case_ids) for fold in chosen]  # refuses unknown folds before any fitting
     num_values = {head.name: head.num_values for head in heads}
@@ -208,26 +232,33 @@ def run_radiomics_reference(
     out = paths.reference_folder()
     pooled: dict[str, dict[str, np.ndarray]] = {}  # a case validated in two folds keeps its first prediction
     chosen_c: dict[str, dict[str, float | None]] = {}
+    chosen_alpha: dict[str, dict[str, float | None]] = {}
     for fold, (train, val) in zip(chosen, fold_sets, strict=True):
         if not train or not val:
             raise UserInputError(
                 f"Fold {fold} of {paths.splits_file} has {len(train)} training and {len(val)} validation case(s); "
                 "every fold needs both: fix the file or delete it to have it recreated."
             )
-        train_targets = {name: [int(targets_of[c][name]) for c in train] for name in num_values}  # type: ignore[arg-type]
+        _check_known_training_values(fold, train, targets_of, heads)
+        train_targets = {name: [targets_of[c][name] for c in train] for name in num_values}
         val_targets = {name: [targets_of[c][name] for c in val] for name in num_values}
-        models = fit_reference(table.rows(train), train_targets, num_values, seed)
-        probabilities = predict_reference(models, table.rows(val))
+        models = fit_reference(table.rows(train), train_targets, num_values, seed, regression_heads=regression)
+        predictions = predict_reference(models, table.rows(val))
         validation = ArtifactLayout(out).validation_folder(fold)
-        summary = write_validation_files(validation, val, heads, val_targets, probabilities, {"fold": str(fold)})
-        chosen_c[fold_folder_name(fold)] = {name: model.c for name, model in models.items()}
+        summary = write_validation_files(validation, val, heads, val_targets, predictions, {"fold": str(fold)})
+        fold_name = fold_folder_name(fold)
+        chosen_c[fold_name] = {n: m.c for n, m in models.items() if isinstance(m, ClassificationHead)}
+        chosen_alpha[fold_name] = {n: m.alpha for n, m in models.items() if isinstance(m, RegressionHead)}
         logger.info(
             "Fold %d: %d training, %d validation cases; %s",
             fold, len(train), len(val),
-            ", ".join(f"{name} AUC {_format_auc(m['auc'])} (C={models[name].c})" for name, m in summary.items()),
+            "; ".join(
+                f"{head.name} {headline(head, summary[head.name])} ({_fit_note(models[head.name], len(train))})"
+                for head in heads
+            ),
         )
         for n, case_id in enumerate(val):
-            pooled.setdefault(case_id, {name: probabilities[name][n] for name in num_values})
+            pooled.setdefault(case_id, {name: predictions[name][n] for name in num_values})
 
     pooled_ids = list(pooled)
     metrics = summarize_heads(
@@ -243,12 +274,14 @@ def run_radiomics_reference(
         "num_features": len(table.columns),
         "features": feature_settings(),
         "chosen_C": chosen_c,
+        "chosen_alpha": chosen_alpha,
         "heads": metrics,
     }
     write_json_atomic(out / SUMMARY_FILE, result)
     logger.info(
         "Radiomics reference, %d out-of-fold case(s) over %d fold(s): %s. Written to %s; run uc_summarize to compare "
         "it with the deep model.",
-        len(pooled_ids), len(chosen), ", ".join(f"{n} AUC {_format_auc(m['auc'])}" for n, m in metrics.items()), out,
+        len(pooled_ids), len(chosen), "; ".join(f"{head.name} {headline(head, metrics[head.name])}" for head in heads),
+        out,
     )
     return result
