@@ -8,16 +8,14 @@ from pathlib import Path
 from universalclassifier.demo import DemoSettings, format_results, main, run_demo
 
 
+def tiny_settings(**changes) -> DemoSettings:
+    """The demo at a tiny size and a budget of one batch, with `changes`."""
+    tiny = dict(num_cases=10, num_test=2, base_size=(8, 24, 24), epochs=1, batches_per_epoch=1, val_batches_per_epoch=1)
+    return DemoSettings(**{**tiny, **changes}, num_workers=0)
+
+
 def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
-    settings = DemoSettings(
-        num_cases=10,
-        num_test=2,
-        base_size=(8, 24, 24),
-        epochs=1,
-        batches_per_epoch=1,
-        val_batches_per_epoch=1,
-        num_workers=0,
-    )
+    settings = tiny_settings()
     result = run_demo(tmp_path / "demo", settings, show_progress=False)
     folder = result["trainer_folder"]
     assert sorted(p.name for p in folder.glob("fold_*")) == [f"fold_{i}" for i in range(5)]
@@ -37,16 +35,7 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
 
 
 def test_label_types_demo_predicts_test_cases_with_unknown_covariates(tmp_path):
-    settings = DemoSettings(
-        num_cases=20,
-        num_test=2,
-        base_size=(8, 24, 24),
-        epochs=1,
-        batches_per_epoch=1,
-        val_batches_per_epoch=1,
-        num_workers=0,
-        label_types=True,
-    )
+    settings = tiny_settings(num_cases=20, label_types=True)
     result = run_demo(tmp_path / "demo", settings, show_progress=False)
     assert result["truth"]["case_0020"]["covariates"]["age"] is None  # the case this test is about
     unknown_age = result["predictions"]["case_0020"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -386,38 +386,36 @@ def _comparison_report(summary: dict) -> list[str]:
     )
     classification, regression = _split_heads(reference["heads"])
     if classification:
-        lines += [
-            "",
-            "| Head | Model | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, other in classification.items():
-            lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_metric_cells(summary['heads'][name])}")
-            lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_metric_cells(other)}")
-        differences = [_paired_difference(n, other["deep_minus_reference_auc"]) for n, other in classification.items()]
-        lines += [
-            "",
-            "AUC of the deep model minus the reference on the cases both predicted (paired bootstrap "
-            f"95% CI): {'; '.join(differences)}. An interval above 0: the network beats the classical model; below 0: "
-            "the classical model is better; containing 0: no clear difference on this data.",
-        ]
+        lines += _comparison_table(
+            summary, classification, "| Head | Model | Cases | AUC [95% CI] | Balanced accuracy | Accuracy | ECE |",
+            _metric_cells, "auc", "above",
+        )
     if regression:
-        lines += [
-            "",
-            "| Regression head | Model | Cases | MAE [95% CI] | RMSE | R² [95% CI] | Spearman |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, other in regression.items():
-            lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {_regression_cells(summary['heads'][name])}")
-            lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {_regression_cells(other)}")
-        differences = [_paired_difference(n, other["deep_minus_reference_mae"]) for n, other in regression.items()]
-        lines += [
-            "",
-            "MAE of the deep model minus the reference on the cases both predicted (paired bootstrap "
-            f"95% CI): {'; '.join(differences)}. An interval below 0: the network beats the classical model; above 0: "
-            "the classical model is better; containing 0: no clear difference on this data.",
-        ]
+        lines += _comparison_table(
+            summary, regression, "| Regression head | Model | Cases | MAE [95% CI] | RMSE | R² [95% CI] | Spearman |",
+            _regression_cells, "mae", "below",
+        )
     return lines
+
+
+def _comparison_table(
+    summary: dict, heads: dict, header: str, cells: Callable[[dict], str], metric: str, better: str
+) -> list[str]:
+    """Rows of the network and the reference per head, then the paired difference network minus reference of
+    `metric` ("auc" or "mae"), whose interval lies `better` ("above" or "below") 0 where the network wins."""
+    reference = summary["reference"]
+    lines = ["", header, "|---|---|---|---|---|---|---|"]
+    for name, other in heads.items():
+        lines.append(f"| {_cell(name)} | {DEEP_LABEL} | {cells(summary['heads'][name])}")
+        lines.append(f"| {_cell(name)} | {_cell(reference['label'])} | {cells(other)}")
+    differences = [_paired_difference(n, other[f"deep_minus_reference_{metric}"]) for n, other in heads.items()]
+    worse = "below" if better == "above" else "above"
+    return lines + [
+        "",
+        f"{metric.upper()} of the deep model minus the reference on the cases both predicted (paired bootstrap "
+        f"95% CI): {'; '.join(differences)}. An interval {better} 0: the network beats the classical model; {worse} "
+        "0: the classical model is better; containing 0: no clear difference on this data.",
+    ]
 
 
 def _split_heads(heads: dict) -> tuple[dict, dict]:
