@@ -276,9 +276,11 @@ def test_folder_images_rois_and_unusable_files(tmp_path):
     assert dataset["modality"] == {"0": "MR0", "1": "MR1"}
     assert dataset["labels"] == {"0": "background", "1": "roi"}
     assert [h["name"] for h in dataset["classification_labels"]] == ["size", "malignant"]
-    assert _targets(dataset, "size") == {"c0": 5, "c1": 6, "c2": None, "c3": 8, "c4": 9, "c5": 10}
-    assert dataset["classification_labels"][0]["values"] == {str(i): str(i) for i in range(13)}
+    # the codes 5..12 (7 unused) become the values 0..7 named by their codes
+    assert _targets(dataset, "size") == {"c0": 0, "c1": 1, "c2": None, "c3": 3, "c4": 4, "c5": 5}
+    assert dataset["classification_labels"][0]["values"] == {str(i): str(5 + i) for i in range(8)}
     report = _report(data)
+    assert report["value_maps"] == {"size": {str(5 + i): i for i in range(8)}}
     assert _skips(report) == {"c6": "missing modality", "c7": "unreadable image", "stranger": "missing row"}
     assert report["ignored_files"] == [str(images / "notes.txt")]
     _assert_round_trip(data / TASK / "imagesTr" / "c3_0001.nii.gz", _volume(23), SPACING)
@@ -299,6 +301,54 @@ def test_single_modality_folder_with_ids_that_look_like_modalities(tmp_path):
     assert [c.case_id for c in task.cases] == ids
     assert _dataset(data)["modality"] == {"0": "CT"}
     _assert_round_trip(data / TASK / "imagesTr" / "case_0001_0000.nii.gz", _volume(1), SPACING)
+
+
+def test_integer_codes_not_starting_at_zero_become_values_named_by_their_codes(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    ids = [f"n{i}" for i in range(10)]
+    for index, case in enumerate(ids):
+        write_image(_volume(index), GEOMETRY, images / f"{case}.nii.gz")
+    rows = [
+        [case, 1 + i % 5, [1, 2, 5][i % 3], 3.5 + i, i % 2 + 1 if i != 4 else ""] for i, case in enumerate(ids)
+    ]
+    header = ["case_id", "malignancy_score", "gapped", "diameter_mm", "binary"]
+    labels = _write_csv(tmp_path / "labels.csv", header, rows)
+    data = tmp_path / "data"
+    code = _import(
+        data, "--from", "folder", str(images), "--labels", str(labels),
+        "--ordinal_columns", "malignancy_score", "gapped", "--regression_columns", "diameter_mm",
+    )  # fmt: skip
+    assert code == 0
+    validate_task(data / TASK, show_progress=False)
+    dataset = _dataset(data)
+    assert dataset["classification_labels"] == [
+        {"name": "malignancy_score", "type": "ordinal", "values": {str(i): str(i + 1) for i in range(5)}},
+        # {1, 2, 5}: the whole range 1..5 is kept, the unused grades 3 and 4 included
+        {"name": "gapped", "type": "ordinal", "values": {str(i): str(i + 1) for i in range(5)}},
+        {"name": "diameter_mm", "type": "regression"},
+        {"name": "binary", "type": "nominal", "values": {"0": "1", "1": "2"}},
+    ]
+    assert _targets(dataset, "malignancy_score") == {c: i % 5 for i, c in enumerate(ids)}
+    assert _targets(dataset, "gapped") == {c: [0, 1, 4][i % 3] for i, c in enumerate(ids)}
+    assert _targets(dataset, "diameter_mm") == {c: 3.5 + i for i, c in enumerate(ids)}  # never shifted
+    assert _targets(dataset, "binary") == {c: None if i == 4 else i % 2 for i, c in enumerate(ids)}
+    assert _report(data)["value_maps"] == {
+        "malignancy_score": {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4},
+        "gapped": {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4},
+        "binary": {"1": 0, "2": 1},
+    }
+
+
+def test_label_table_code_range_limit_applies_after_the_shift(tmp_path):
+    rows = [[f"c{i}", 2000 + i % 4, [0, 150][i % 2]] for i in range(8)]
+    path = _write_csv(tmp_path / "labels.csv", ["case_id", "year", "wide"], rows)
+    with pytest.raises(UserInputError, match=r"column 'wide' would need 151 values for the codes 0\.\.150"):
+        read_label_table(path)
+    table = read_label_table(path, regression_columns=["wide"])
+    assert table.heads[0].values == ("2000", "2001", "2002", "2003")
+    assert table.targets["c3"]["year"] == 3
+    assert table.value_maps == {"year": {"2000": 0, "2001": 1, "2002": 2, "2003": 3}}
 
 
 # ---------------------------------------------------------------------------------- refusals and failures
@@ -389,5 +439,5 @@ def test_missing_h5py_names_the_install_command(monkeypatch):
 def test_uc_import_script_runs_the_command(tmp_path):
     result = run_script("uc_import.sh", "--help")
     assert result.returncode == 0, result.stderr
-    assert "uc_import DATA --from {innereye,deepreg-h5,folder} SOURCE" in result.stdout
+    assert "uc_import DATA --from {innereye,deepreg-h5,folder,medmnist} SOURCE" in result.stdout
     assert "--image_channels" in result.stdout and "--labels" in result.stdout

@@ -275,6 +275,13 @@ def test_roi_volume_adds_the_volume_fraction_before_the_size() -> None:
         sizes.append(features["x"][0, start : start + 2])
         fraction = voxels / (16 * 24 * 24)
         torch.testing.assert_close(sizes[-1], torch.tensor([fraction, fraction ** (1 / 3)]), atol=1e-5, rtol=1e-4)
+    # a case preprocessing zoomed down by 0.5 to fit the input: the descriptors give its true (8x larger) volume
+    network(x, zoom=torch.tensor([[0.5]]))
+    start = NUM_FEATURES + per_label + ROI_POOLING_FEATURES + 2 * 2
+    fraction = 8 * 144 / (16 * 24 * 24)
+    torch.testing.assert_close(
+        features["x"][0, start : start + 2], torch.tensor([fraction, fraction ** (1 / 3)]), atol=1e-5, rtol=1e-4
+    )
     with pytest.raises(ValueError, match="roi_volume is one of the ROI descriptors"):
         build_network(3, [2], num_roi_classes=3, roi_volume=True)
 

@@ -94,8 +94,11 @@ def test_ct_task_plans(ct_run, data_root):
     spacings = np.array([c.spacing for c in fingerprint.cases])
     expected_target = plan_target_spacing(spacings, sizes)[[2, 0, 1]]
     np.testing.assert_allclose(plans.target_spacing, expected_target)
-    extents = (sizes * spacings)[:, [2, 0, 1]].max(axis=0)
+    # the default size rule: the image holds 90% of the cases per axis
+    extents = np.percentile((sizes * spacings)[:, [2, 0, 1]], 90, axis=0)
     assert plans.image_size == [int(np.ceil(round(e / t, 6))) for e, t in zip(extents, expected_target, strict=True)]
+    assert (plans.size_rule, plans.size_percentile) == ("percentile", 90.0)
+    assert raw_plans["size_rule"] == "percentile" and "roi_margin_mm" not in raw_plans  # AUC23's value: left out
     stats = plans.intensity_properties["0"]
     assert stats["min"] <= stats["percentile_00_5"] < stats["median"] < stats["percentile_99_5"] <= stats["max"]
     assert 60 < stats["mean"] < 120  # the organ (ROI) of the synthetic CT is about 90 HU
@@ -111,6 +114,7 @@ def test_ct_task_arrays(ct_run, data_root):
     plans = Plans.load(out / PLANS_FILENAME)
     arrays = sorted((out / STAGE_FOLDER).glob("*.npy"))
     assert len(arrays) == 12
+    zooms = []
     for path in arrays:
         array = np.load(path, mmap_mode="r")
         assert isinstance(array, np.memmap) and array.dtype == np.float32
@@ -119,8 +123,9 @@ def test_ct_task_arrays(ct_run, data_root):
         assert set(np.unique(roi).tolist()) <= {-1.0, 0.0, 1.0} and (roi == 1).any()
         properties = json.loads(path.with_suffix(".json").read_text())
         assert set(properties["classification_targets"]) == {"lesion_contrast", "lesion_size"}
-        assert properties["size_after_resampling"] == [
-            int(round(s * sp / t))
+        # at the target spacing; a case larger than the image on some axis is zoomed down (uniformly) to fit it
+        extents = [
+            s * sp / t
             for s, sp, t in zip(
                 [properties["size_after_cropping"][a] for a in plans.transpose_forward],
                 [properties["original_spacing"][a] for a in plans.transpose_forward],
@@ -128,6 +133,13 @@ def test_ct_task_arrays(ct_run, data_root):
                 strict=True,
             )
         ]
+        zoom = properties["zoom"]
+        assert zoom == pytest.approx(min(1.0, *(i / e for i, e in zip(plans.image_size, extents, strict=True))))
+        assert properties["size_after_resampling"] == [
+            min(i, max(1, int(round(e * zoom)))) for i, e in zip(plans.image_size, extents, strict=True)
+        ]
+        zooms.append(zoom)
+    assert min(zooms) < 1 and sum(z == 1 for z in zooms) >= 9  # the 90th percentile: most cases are not zoomed
     # CT normalization: clipped to the fingerprint percentiles, standardized with its mean and sd
     stats = plans.intensity_properties["0"]
     image = np.load(arrays[0])[0]
@@ -164,11 +176,17 @@ def test_mr_task_without_rois(mr_run, data_root):
     for path in arrays:
         array = np.load(path)
         assert array.shape == (3, *plans.image_size)
-        assert set(np.unique(array[-1]).tolist()) <= {0.0, 1.0}
         properties = json.loads(path.with_suffix(".json").read_text())
         z, y, x = properties["size_after_resampling"]
         (bz, _), (by, _), (bx, _) = properties["pad_offsets"]
         inside = array[:2, bz : bz + z, by : by + y, bx : bx + x]
+        # the ROI of a task without ROI files is the body: 1 inside it, -1 in the corners of its box (0 in the padding
+        # and where resampling leaves neither label above one half)
+        roi = array[-1, bz : bz + z, by : by + y, bx : bx + x]
+        assert plans.roi_from_body and {-1.0, 1.0} <= set(np.unique(roi).tolist())
+        assert (roi == 0).mean() < 0.05
+        assert 0.3 < (roi == 1).mean() < 0.9  # an ellipsoidal body fills about half of its bounding box
+        assert set(np.unique(array[-1]).tolist()) <= {-1.0, 0.0, 1.0}
         if not plans.use_mask_for_norm[0]:  # z-score over the whole resampled image
             np.testing.assert_allclose(inside.mean(axis=(1, 2, 3)), 0, atol=1e-3)
             np.testing.assert_allclose(inside.std(axis=(1, 2, 3)), 1, atol=1e-3)
@@ -215,12 +233,20 @@ def test_malformed_fingerprint_and_case_properties_are_user_errors_naming_the_fi
     with pytest.raises(UserInputError, match=re.escape(f"{case_file} lacks the key(s) ['pad_offsets']")):
         CaseProperties.from_dict(raw, str(case_file))
     raw["pad_offsets"] = [[0, 0]] * 3
-    message = f"{case_file}: 'classification_targets' and 'covariates' must be objects and 'group' a string"
+    message = (
+        f"{case_file}: 'classification_targets' and 'covariates' must be objects, 'group' a string and 'zoom' a number "
+        "in (0, 1]"
+    )
     with pytest.raises(UserInputError, match=re.escape(message)):
         CaseProperties.from_dict(raw, str(case_file))
     raw["classification_targets"], raw["group"] = {}, 7
     with pytest.raises(UserInputError, match=re.escape(message)):
         CaseProperties.from_dict(raw, str(case_file))
+    raw["group"], raw["zoom"] = "P1", 0.0
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        CaseProperties.from_dict(raw, str(case_file))
+    del raw["zoom"]  # written before zooming existed: never zoomed
+    assert CaseProperties.from_dict(raw, str(case_file)).zoom == 1.0
 
 
 def test_rerun_keeps_user_splits_and_plan_only_skips_arrays(mr_run, data_root):
@@ -299,3 +325,48 @@ def test_malformed_label_in_plans_is_a_user_error(tmp_path, entry):
     path.write_text(json.dumps(raw))
     with pytest.raises(UserInputError, match=re.escape(f"{path}: classification_labels[1]")):
         Plans.load(path)
+
+
+def test_auc23_size_rule_and_roi_margin_in_mm_from_the_command_line(tmp_path):
+    generate_task(tmp_path, 3, "Margins", num_cases=8, with_roi=True, base_size=(30, 34, 12), seed=3)
+    result = run_script(
+        "uc_plan_and_preprocess.sh", str(tmp_path), "-t", "3", "-tf", "1", "--size_rule", "max", "--roi_margin_mm", "4"
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "preprocessed" / "Task003_Margins"
+    plans = Plans.load(out / PLANS_FILENAME)
+    assert (plans.size_rule, plans.size_percentile, plans.roi_margin_mm) == ("max", 100.0, 4.0)
+    fingerprint = _load_fingerprint(out)
+    sizes = np.array([c.size_after_cropping for c in fingerprint.cases], dtype=float)
+    spacings = np.array([c.spacing for c in fingerprint.cases])
+    forward = plans.transpose_forward
+    extents = (sizes * spacings)[:, forward].max(axis=0)
+    assert plans.image_size == [
+        int(np.ceil(round(e / t, 6))) for e, t in zip(extents, plans.target_spacing, strict=True)
+    ]
+    for path in (out / STAGE_FOLDER).glob("*.npy"):
+        properties = json.loads(path.with_suffix(".json").read_text())
+        assert properties["zoom"] == 1.0  # the max rule never zooms
+        # the ROI box grew by 4 mm per side on top of 5%: at least ceil(4 / spacing) voxels more than the ROI itself
+        roi_box = properties["roi_bbox_in_nonzero_crop"]
+        assert all(stop - start >= 2 * np.ceil(4 / s) for (start, stop), s in
+                   zip(roi_box, properties["original_spacing"], strict=True))
+    refused = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "3", "--size_rule", "max",
+                         "--size_percentile", "80")
+    assert refused.returncode != 0 and "--size_percentile applies to --size_rule percentile only" in refused.stderr
+
+
+def test_plans_from_before_the_size_rule_load_as_the_auc23_planning_with_their_hash():
+    legacy = make_plans(1, (8, 12, 12))  # the AUC23 planning: every planning field at its old value
+    written = legacy.to_dict()
+    assert not {"size_rule", "size_percentile", "roi_margin_fraction", "roi_margin_mm", "roi_from_body"} & set(written)
+    loaded = Plans.from_dict(written)
+    assert (loaded.size_rule, loaded.size_percentile, loaded.roi_margin.fraction, loaded.roi_margin.mm) == (
+        "max", 100.0, 0.05, 0.0
+    )
+    assert loaded.content_hash() == legacy.content_hash()
+    new = replace(legacy, size_rule="percentile", size_percentile=90.0, roi_margin_mm=3.0)
+    assert Plans.from_dict(new.to_dict()) == new and new.content_hash() != legacy.content_hash()
+    for bad in ({"size_rule": "median"}, {"size_percentile": 0}, {"roi_margin_mm": "5"}):
+        with pytest.raises(UserInputError, match="size_rule must be one of"):
+            Plans.from_dict({**new.to_dict(), **bad}, "plans.json")

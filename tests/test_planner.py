@@ -1,13 +1,16 @@
 import numpy as np
 import pytest
 
+from universalclassifier.errors import UserInputError
 from universalclassifier.planning.planner import (
     VOXEL_BUDGET,
+    PlanningOptions,
     plan_batch_size,
     plan_image_size,
     plan_target_spacing,
     plan_transpose,
 )
+from universalclassifier.preprocessing.cropping import RoiMargin, widen_box
 
 
 def test_target_spacing_is_the_median_without_anisotropy():
@@ -78,3 +81,32 @@ def test_batch_size_is_capped_by_the_training_cases_of_a_fold(num_cases, expecte
 def test_batch_size_for_a_budget_sized_image_is_two():
     assert plan_batch_size([240, 240, 240], False, 100) == 2
     assert VOXEL_BUDGET == 240**3
+
+
+def test_percentile_rule_holds_most_cases_and_ignores_the_largest():
+    # 19 small cases and one large one, like a nodule set: the maximum would make most of the input padding
+    sizes = np.array([[6, 12, 13]] * 19 + [[41, 91, 89]], dtype=float)
+    spacings = np.ones((20, 3))
+    size, _, shrunk = plan_image_size(sizes, spacings, [1, 1, 1], percentile=90)
+    assert size == [6, 12, 13] and not shrunk
+    assert plan_image_size(sizes, spacings, [1, 1, 1])[0] == [41, 91, 89]  # the AUC23 rule: every case fits
+
+
+def test_planning_options_check_their_values_and_auc23_is_the_max_rule():
+    assert PlanningOptions().size_rule == "percentile" and PlanningOptions().size_percentile == 90
+    auc23 = PlanningOptions.auc23()
+    assert (auc23.size_rule, auc23.size_percentile, auc23.roi_margin_fraction, auc23.roi_margin_mm) == (
+        "max", 100.0, 0.05, 0.0
+    )
+    for bad in ({"size_rule": "median"}, {"size_percentile": 0}, {"roi_margin_mm": -1}):
+        with pytest.raises(UserInputError):
+            PlanningOptions(**bad)
+
+
+def test_roi_margin_in_mm_widens_each_axis_by_its_own_voxel_count():
+    margin = RoiMargin(0.05, 5.0)
+    assert margin.voxels(20, 0.7) == 1 + 8  # 5% of 20 voxels, then 5 mm at 0.7 mm per voxel, rounded up
+    assert margin.voxels(4, 2.5) == 0 + 2
+    box = widen_box([[10, 14], [20, 40], [20, 40]], (30, 100, 100), margin, spacing=(2.5, 0.7, 0.7))
+    assert box == [[8, 16], [11, 49], [11, 49]]
+    assert widen_box([[10, 14], [20, 40], [20, 40]], (30, 100, 100)) == [[10, 14], [19, 41], [19, 41]]  # AUC23: 5%

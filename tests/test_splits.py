@@ -132,6 +132,16 @@ def test_existing_file_with_uncovered_cases_warns(tmp_path, caplog: pytest.LogCa
     assert "case_004" not in caplog.text
 
 
+def test_a_one_fold_official_split_names_only_the_first_uncovered_cases(tmp_path, caplog) -> None:
+    ids = _ids(30)  # e.g. MedMNIST's official split: every training case is in no validation fold
+    splits_file = tmp_path / "splits.json"
+    splits_file.write_text(json.dumps([{"train": ids[:25], "val": ids[25:]}]))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        load_or_create_splits(splits_file, ids, {"a": [0, 1] * 15})
+    assert "25 case(s) are in no validation fold" in caplog.text and "... (15 more)" in caplog.text
+    assert ids[9] in caplog.text and ids[10] not in caplog.text
+
+
 def test_existing_file_with_unknown_ids_raises(tmp_path) -> None:
     ids = _ids(6)
     splits_file = tmp_path / "splits.json"

@@ -45,7 +45,15 @@ def test_every_kind_is_a_valid_task_with_a_separating_oracle(tasks, kind):
     else:
         assert roc_auc_score(y, oracle) > 0.9
     image = sitk.ReadImage(str(next((folder / "imagesTr").glob("case_0000_0000.*"))))
-    assert all(32 <= s <= 48 for s in image.GetSize())
+    if kind == "ct_lesion":  # made unlike the others: thick slices, air at -1000 HU around the body
+        x, y_, z = image.GetSize()
+        assert 14 <= z <= 20 and 56 <= x <= 71 and 56 <= y_ <= 71
+        assert image.GetSpacing()[2] >= 2.0 and image.GetSpacing()[0] <= 0.9
+        array = sitk.GetArrayFromImage(image)
+        assert np.median(array[array < -500]) == pytest.approx(-1000, abs=20)
+        assert abs(np.median(array[array > -500]) - 40) < 15
+    else:
+        assert all(32 <= s <= 48 for s in image.GetSize())
     if SPECS[kind].with_roi:
         roi = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labelsTr" / "case_0000.nii.gz")))
         assert set(np.unique(roi)) == {0, 1, 2}

@@ -59,6 +59,21 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
         "-no_pp", action="store_true", help="plan only: write fingerprint and plans, skip preprocessing"
     )
     parser.add_argument(
+        "--size_rule",
+        choices=("percentile", "max"),
+        default="percentile",
+        help="network input size: hold --size_percentile %% of the cases per axis and zoom larger ones down to fit "
+        "(default), or hold the largest case and pad the others (max: the AUC23 planning)",
+    )
+    parser.add_argument(
+        "--size_percentile", type=float, default=None, metavar="P",
+        help="with --size_rule percentile: the percentile of the cases' extents the input holds (default 90)",
+    )
+    parser.add_argument(
+        "--roi_margin_mm", type=float, default=0.0, metavar="MM",
+        help="context kept around the ROI per side, in mm, on top of 5%% of its extent (default 0)",
+    )
+    parser.add_argument(
         "--verify_dataset_integrity",
         action="store_true",
         help="accepted for nnU-Net compatibility; the task is always validated before planning",
@@ -70,10 +85,15 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
 
 def _plan_and_preprocess(args: argparse.Namespace) -> None:
     from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess_tasks
+    from universalclassifier.planning.planner import DEFAULT_SIZE_PERCENTILE, PlanningOptions
 
+    if args.size_rule == "max" and args.size_percentile is not None:
+        raise UserInputError("--size_percentile applies to --size_rule percentile only.")
+    percentile = 100.0 if args.size_rule == "max" else args.size_percentile or DEFAULT_SIZE_PERCENTILE
+    planning = PlanningOptions(args.size_rule, percentile, roi_margin_mm=args.roi_margin_mm)
     plan_and_preprocess_tasks(
         args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet,
-        limits=_limits(args),
+        limits=_limits(args), planning=planning,
     )
 
 

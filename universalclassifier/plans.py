@@ -10,8 +10,14 @@ from pathlib import Path
 from universalclassifier.atomic import write_json_atomic
 from universalclassifier.covariates import Covariate, encoded_width
 from universalclassifier.errors import UserInputError
+from universalclassifier.preprocessing.cropping import ROI_MARGIN_FRACTION, RoiMargin
 
 FORMAT_VERSION = 1
+SIZE_RULES = ("max", "percentile")  # see planning/planner.py
+# The planning fields plans written before they existed imply (the AUC23 behaviour); plans equal to them leave them
+# out, so that older plans keep their hash.
+LEGACY_PLANNING = {"size_rule": "max", "size_percentile": 100.0, "roi_margin_fraction": ROI_MARGIN_FRACTION,
+                   "roi_margin_mm": 0.0, "roi_from_body": False}
 
 
 HEAD_TYPES = ("nominal", "ordinal", "regression")
@@ -117,6 +123,15 @@ class Plans:
     num_training_cases: int
     format_version: int = FORMAT_VERSION
     covariates: list[Covariate] = field(default_factory=list)  # with their training statistics; none: no key
+    size_rule: str = "max"  # "max": image_size holds every case; "percentile": larger cases are zoomed down to fit
+    size_percentile: float = 100.0  # with "percentile": the per-axis percentile of the cases' extents
+    roi_margin_fraction: float = ROI_MARGIN_FRACTION  # context kept around the ROI per side: this fraction of its
+    roi_margin_mm: float = 0.0  # extent plus these millimetres
+    roi_from_body: bool = False  # without ROI files: the ROI is the body (filled nonzero mask), not the whole crop
+
+    @property
+    def roi_margin(self) -> RoiMargin:
+        return RoiMargin(self.roi_margin_fraction, self.roi_margin_mm)
 
     @property
     def num_modalities(self) -> int:
@@ -146,6 +161,9 @@ class Plans:
         }
         if not self.covariates:  # plans of tasks without covariates keep the form (and hash) older versions wrote
             del result["covariates"]
+        for key, legacy in LEGACY_PLANNING.items():
+            if result[key] == legacy:
+                del result[key]
         return result
 
     def content_hash(self) -> str:
@@ -166,7 +184,7 @@ class Plans:
                 f"{source} has format_version {version!r}, this universalclassifier reads version {FORMAT_VERSION}; "
                 "re-run plan & preprocess (and training) with this version, or install the version that wrote it."
             )
-        names = [f.name for f in fields(cls) if f.name != "covariates"]
+        names = [f.name for f in fields(cls) if f.name != "covariates" and f.name not in LEGACY_PLANNING]
         missing = [n for n in names if n not in raw]
         if missing:
             raise UserInputError(f"{source} lacks the key(s) {missing}; it was not written by this tool or is damaged.")
@@ -180,8 +198,11 @@ class Plans:
         covariates = raw.get("covariates", [])
         if not isinstance(covariates, list):
             raise UserInputError(f"{source}: 'covariates' must be a list; re-run plan & preprocess.")
+        planning = {key: raw.get(key, legacy) for key, legacy in LEGACY_PLANNING.items()}
+        check_planning_fields(planning, source)
         return cls(
             **{n: raw[n] for n in names if n != "classification_labels"},
+            **planning,
             classification_labels=heads,
             covariates=[Covariate.from_dict(c, f"{source}: covariates[{i}]") for i, c in enumerate(covariates)],
         )
@@ -196,3 +217,21 @@ class Plans:
         except json.JSONDecodeError as exc:
             raise UserInputError(f"Plans file {path} is not valid JSON ({exc}).") from exc
         return cls.from_dict(raw, str(path))
+
+
+def check_planning_fields(planning: dict, source: str) -> None:
+    """Refuse a size rule, percentile or ROI margin (the LEGACY_PLANNING keys) that the planner cannot write."""
+    number = all(isinstance(planning[k], (int, float)) and not isinstance(planning[k], bool) for k in
+                 ("size_percentile", "roi_margin_fraction", "roi_margin_mm"))
+    if (
+        planning["size_rule"] not in SIZE_RULES
+        or not isinstance(planning["roi_from_body"], bool)
+        or not number
+        or not 0 < planning["size_percentile"] <= 100
+        or not 0 <= planning["roi_margin_fraction"] <= 10
+        or not 0 <= planning["roi_margin_mm"] <= 1000
+    ):
+        raise UserInputError(
+            f"{source}: size_rule must be one of {SIZE_RULES}, size_percentile in (0, 100], roi_margin_fraction in "
+            f"[0, 10], roi_margin_mm in [0, 1000] and roi_from_body a boolean; got {planning}."
+        )

@@ -13,6 +13,10 @@ no label. The kinds differ in what separates the classes:
   modality 0, whose own contrast varies widely, so neither modality alone decides the label.
 - ``imbalanced``: about 15% positives (bright lesion) among iso- or hypo-intense lesions.
 - ``no_roi``: a CT-like contrast task written without ROI files: the lesion must be found in the whole body.
+- ``ct_lesion``: made unlike the others, without ROI files: a CT slab on anisotropic voxels (0.7-0.9 mm in-plane,
+  2-3 mm slices) with air at -1000 HU around a 40 HU body (noise SD 20 HU) and no organ; one small lesion (radius
+  2-5 voxels in-plane) is +60 HU (malignant, 1) or +25 HU (benign, 0) above the body. The lesion fills about 0.1%
+  of the image.
 
 Besides the raw task the generator writes ``test_targets.json`` (true values of the imagesTs cases) and
 ``oracle_features.json``: per case one hand-made feature computed from the true lesion mask (e.g. the voxel
@@ -31,11 +35,13 @@ from scipy import ndimage
 
 from universalclassifier.dataset.image_io import Geometry, write_image
 
-KINDS = ("contrast", "texture", "size", "shape", "multimodal", "imbalanced", "no_roi")
+KINDS = ("contrast", "texture", "size", "shape", "multimodal", "imbalanced", "no_roi", "ct_lesion")
 _NOISE_SD = 40.0
 _BODY, _ORGAN = 300.0, 500.0
 _CT_BODY, _CT_ORGAN, _CT_NOISE = 40.0, 90.0, 14.0
 _POSITIVE_FRACTION_IMBALANCED = 0.15
+_AIR, _CT_LESION_BODY, _CT_LESION_NOISE = -1000.0, 40.0, 20.0
+_CT_LESION_CONTRAST = (25.0, 60.0)  # HU above the body: benign, malignant
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ SPECS: dict[str, KindSpec] = {
     ),
     "imbalanced": KindSpec(_binary("bright_lesion", "other", "bright"), ("T1",), True, "lesion_minus_organ_mean"),
     "no_roi": KindSpec(_binary("lesion_brighter", "darker", "brighter"), ("CT",), False, "lesion_minus_organ_mean"),
+    "ct_lesion": KindSpec(_binary("malignant", "benign", "malignant"), ("CT",), False, "lesion_minus_organ_mean"),
 }
 
 
@@ -118,8 +125,33 @@ def _labels_for(kind: str, count: int, rng: np.random.Generator) -> list[int]:
     return [int(v) for v in rng.permutation(values)]
 
 
+def _ct_lesion_case(label: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, Geometry, float]:
+    """A `ct_lesion` case: air around a noisy body holding one lesion; the ROI marks body (1) and lesion (2)."""
+    size = (int(rng.integers(14, 21)), int(rng.integers(56, 72)), int(rng.integers(56, 72)))
+    in_plane = float(rng.uniform(0.7, 0.9))
+    spacing = (float(rng.uniform(2.0, 3.0)), in_plane, in_plane)
+    extent = np.asarray(size) * np.asarray(spacing)
+    axes = [(np.arange(n) + 0.5) * s for n, s in zip(size, spacing, strict=True)]
+    grid = np.meshgrid(*axes, indexing="ij", sparse=True)
+    radii = extent * np.array([0.6, rng.uniform(0.36, 0.44), rng.uniform(0.36, 0.44)])  # the body fills the slab
+    body = _ellipsoid(grid, extent / 2, radii)
+    radius = rng.uniform(2.0, 5.0) * in_plane
+    center = extent / 2 + rng.uniform(-0.4, 0.4, 3) * np.maximum(radii - radius - 2 * np.asarray(spacing), 0.0)
+    lesion = _ellipsoid(grid, center, np.array([max(radius, spacing[0]), radius, radius])) & body
+    volume = np.where(body, _CT_LESION_BODY, _AIR)
+    volume[lesion] += _CT_LESION_CONTRAST[label]
+    volume += _correlated_noise(rng, size, _CT_LESION_NOISE) * body + rng.normal(0, 5.0, size) * ~body
+    roi = body.astype(np.uint8)
+    roi[lesion] = 2
+    image = np.round(volume).astype(np.int16)
+    geometry = Geometry(size, spacing, tuple(rng.uniform(-50, 50, 3).tolist()), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    return [image], roi, geometry, _oracle("ct_lesion", [image], body & ~lesion, lesion)
+
+
 def _case(kind: str, label: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, Geometry, float]:
     """Images, ROI (0 background, 1 organ, 2 lesion), geometry and the oracle feature of one case."""
+    if kind == "ct_lesion":
+        return _ct_lesion_case(label, rng)
     size = tuple(int(s) for s in rng.integers(32, 49, 3))
     spacing = tuple(float(s) for s in rng.uniform(0.95, 1.05, 3))
     extent = np.asarray(size) * np.asarray(spacing)

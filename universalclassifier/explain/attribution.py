@@ -123,8 +123,10 @@ def ensemble_maps(
     layer: str | None = None,
     occlusion_window: float = OCCLUSION_WINDOW,
     occlusion_stride: float = OCCLUSION_STRIDE,
+    zoom: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Per method, the (targets, Z, Y, X) maps of one (C, Z, Y, X) network input, averaged over the networks."""
+    """Per method, the (targets, Z, Y, X) maps of one (C, Z, Y, X) network input (resampled by `zoom`, see
+    `preprocess_case`), averaged over the networks."""
     require_captum()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -135,7 +137,7 @@ def ensemble_maps(
     shape = (len(targets), *batch.shape[2:])
     sums = {method: torch.zeros(shape, dtype=torch.float64, device=device) for method in methods}
     for number, network in enumerate(networks):
-        module = TargetModule(network, roi_channel, covariate_batch, targets)
+        module = TargetModule(network, roi_channel, covariate_batch, targets, zoom)
         if "gradcam" in methods:
             sums["gradcam"] += gradcam(module, images, check_gradcam_layer(network, layer)).double()
         if "occlusion" in methods:

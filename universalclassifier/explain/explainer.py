@@ -97,7 +97,7 @@ def explain_case(
         case_id, [Path(p) for p in image_files], None if roi_file is None else Path(roi_file), plans
     )
     network_input = to_network_input(array, plans.num_roi_classes)
-    predictions = predictor.predictions(network_input, covariates=covariate_input)
+    predictions = predictor.predictions(network_input, covariates=covariate_input, zoom=properties.zoom)
     targets = [HeadTarget.for_head(h, plans.classification_labels[h], predictions[h]) for h in heads]
     maps = ensemble_maps(
         predictor.networks,
@@ -109,6 +109,7 @@ def explain_case(
         layer=gradcam_layer,
         occlusion_window=occlusion_window,
         occlusion_stride=occlusion_stride,
+        zoom=properties.zoom,
     )
     image, geometry = read_image(Path(image_files[0]))
     extension = split_extension(image_files[0])[1] or DEFAULT_EXTENSION

@@ -56,8 +56,8 @@ class HeadTarget:
 
 
 class TargetModule(nn.Module):
-    """Images (N, modalities, Z, Y, X) -> targets (N, heads): the network with one case's ROI channel and covariates
-    held fixed, so that attribution methods perturb and differentiate the image channels only."""
+    """Images (N, modalities, Z, Y, X) -> targets (N, heads): the network with one case's ROI channel, covariates and
+    zoom held fixed, so that attribution methods perturb and differentiate the image channels only."""
 
     def __init__(
         self,
@@ -65,16 +65,19 @@ class TargetModule(nn.Module):
         roi_channel: torch.Tensor,
         covariates: torch.Tensor | None,
         targets: Sequence[HeadTarget],
+        zoom: float = 1.0,
     ) -> None:
         super().__init__()
         self.network = network
         self.roi_channel = roi_channel  # (1, 1, Z, Y, X), already scaled into [0, 1) as the network reads it
         self.covariates = covariates  # (1, width) or None
         self.targets = list(targets)
+        self.zoom = zoom
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         batch = len(images)
         x = torch.cat([images, self.roi_channel.expand(batch, -1, -1, -1, -1).to(images.dtype)], dim=1)
         covariates = None if self.covariates is None else self.covariates.expand(batch, -1)
-        outputs = self.network(x, covariates)
+        zoom = torch.full((batch, 1), self.zoom, dtype=images.dtype, device=images.device)
+        outputs = self.network(x, covariates, zoom)
         return torch.stack([target.reduce(outputs) for target in self.targets], dim=1)

@@ -14,8 +14,10 @@ from universalclassifier.errors import UserInputError
 
 logger = logging.getLogger("universalclassifier")
 
-KINDS = ("innereye", "deepreg-h5", "folder")
-USAGE = "uc_import DATA --from {innereye,deepreg-h5,folder} SOURCE [SOURCE ...] -t ID [--name NAME] [options]"
+KINDS = ("innereye", "deepreg-h5", "folder", "medmnist")
+USAGE = (
+    "uc_import DATA --from {innereye,deepreg-h5,folder,medmnist} SOURCE [SOURCE ...] -t ID [--name NAME] [options]"
+)
 # Options that only one or two kinds read; giving one to another kind is refused rather than ignored.
 _KIND_OPTIONS = {
     "innereye": (
@@ -26,7 +28,6 @@ _KIND_OPTIONS = {
         "image_channels",
         "label_channels",
         "feature_channels",
-        "label_name",
         "multi_label",
         "regression",
         "numerical_columns",
@@ -36,9 +37,11 @@ _KIND_OPTIONS = {
     "labels_csv": ("labels", "regression_columns", "nominal_columns", "ordinal_columns"),
     "folder": ("rois",),
     "headerless": ("spacing",),
+    "label_name": ("label_name",),
 }
 _OPTION_KINDS = {
     "innereye": ("innereye",),
+    "label_name": ("innereye", "medmnist"),
     "labels_csv": ("deepreg-h5", "folder"),
     "folder": ("folder",),
     "headerless": ("innereye", "deepreg-h5"),
@@ -47,6 +50,7 @@ _SOURCES = {
     "innereye": (1, 1, "DATASET_CSV"),
     "deepreg-h5": (1, 2, "IMAGES_H5 [LABELS_H5]"),
     "folder": (1, 1, "IMAGES_DIR"),
+    "medmnist": (1, 1, "FILE.npz"),
 }
 DEFAULT_SPACING = (1.0, 1.0, 1.0)
 
@@ -82,9 +86,13 @@ def import_parser() -> argparse.ArgumentParser:
         epilog="Kinds and their SOURCEs: 'innereye DATASET_CSV' (InnerEye classification dataset.csv, image paths "
         "relative to its folder); 'deepreg-h5 IMAGES_H5 [LABELS_H5] --labels CSV' (one case per HDF5 key, 4D arrays "
         "are channels last, LABELS_H5 gives ROIs); 'folder IMAGES_DIR --labels CSV [--rois ROI_DIR]' (CASE.<ext> or "
-        "CASE_XXXX.<ext> images, ROI_DIR/CASE.<ext> ROIs). A labels CSV has a case_id column, an optional patient_id "
-        "column and one column of numbers per head: more than 10 distinct values make a regression head, else a "
-        "nominal head with the values 0..K-1; empty cells are unknown values.",
+        "CASE_XXXX.<ext> images, ROI_DIR/CASE.<ext> ROIs); 'medmnist FILE.npz' (a MedMNIST v2 3D set: train and val "
+        "become the training cases train_XXXX, val_XXXX, test the test cases in imagesTs with their values in "
+        "dataset.json 'test'; the official train/val split is written as splits_official.json, copy it to "
+        "DATA/preprocessed/TaskXXX_NAME/splits_final.json to train it as fold 0). A labels CSV has a case_id column, "
+        "an optional patient_id column and one column of numbers per head: more than 10 distinct values make a "
+        "regression head, else a nominal head. Integer codes that do not start at 0 (scores 1-5) become the values "
+        "0..K-1 named by their codes ('1'..'5'), recorded in import_report.json; empty cells are unknown values.",
     )
     parser.add_argument(
         "data_root", metavar="DATA", help="data root; the task is written below DATA/raw/nnUNet_raw_data"
@@ -100,8 +108,9 @@ def import_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="one name per image channel (innereye default: the image channel names; otherwise CT for one channel, "
-        "MR0 MR1 ... for several). CT (any case) is normalized with dataset-wide statistics, any other name per image",
+        help="one name per image channel (innereye default: the image channel names; medmnist: image, since its "
+        "0-255 intensities are not Hounsfield units; otherwise CT for one channel, MR0 MR1 ... for several). CT (any "
+        "case) is normalized with dataset-wide statistics, any other name per image",
     )
     parser.add_argument(
         "--spacing",
@@ -140,13 +149,6 @@ def import_parser() -> argparse.ArgumentParser:
     innereye.add_argument("--image_column", default=None, metavar="COLUMN", help="image path column (default filePath)")
     innereye.add_argument("--label_column", default=None, metavar="COLUMN", help="label column (default label)")
     innereye.add_argument(
-        "--label_name",
-        default=None,
-        metavar="NAME",
-        help="head name (default target, since a dataset.json entry's 'label' is its ROI); with class lists one "
-        "head NAME_<class> per class",
-    )
-    innereye.add_argument(
         "--multi_label",
         action="store_true",
         help="labels are class lists such as 0|2|3 (also assumed when any label holds '|')",
@@ -171,6 +173,14 @@ def import_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="the dataset to read from .h5 images (default: the first 3D dataset in the file)",
+    )
+    named = parser.add_argument_group("--from innereye and --from medmnist")
+    named.add_argument(
+        "--label_name",
+        default=None,
+        metavar="NAME",
+        help="head name (default target, since a dataset.json entry's 'label' is its ROI); with InnerEye class lists "
+        "one head NAME_<class> per class",
     )
     labels = parser.add_argument_group("--from deepreg-h5 and --from folder")
     labels.add_argument(
@@ -217,7 +227,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UserInputError(f"--from {args.kind} takes {names}, got {len(args.sources)} path(s): {args.sources}.")
     if args.kind == "innereye" and not args.image_channels:
         raise UserInputError("--from innereye needs --image_channels: the channels whose rows hold the images.")
-    if args.kind != "innereye" and args.labels is None:
+    if args.kind in _OPTION_KINDS["labels_csv"] and args.labels is None:
         raise UserInputError(f"--from {args.kind} needs --labels CSV: the case_id column and one column per head.")
 
 
@@ -226,7 +236,12 @@ def _default_name(args: argparse.Namespace) -> str:
     from universalclassifier.importing.volumes import source_stem
 
     source = Path(args.sources[0]).expanduser().resolve()
-    text = source.parent.name if args.kind == "innereye" else source.name if source.is_dir() else source_stem(source)
+    if args.kind == "innereye":
+        text = source.parent.name
+    elif args.kind == "medmnist":
+        text = source.stem if source.suffix.lower() == ".npz" else source.name
+    else:
+        text = source.name if source.is_dir() else source_stem(source)
     return safe_name(text, "Imported")
 
 
@@ -261,6 +276,11 @@ def _read_source(args: argparse.Namespace):
             spacing=spacing,
             h5_dataset=args.h5_dataset,
         )
+    if args.kind == "medmnist":
+        from universalclassifier.importing.medmnist import DEFAULT_LABEL_NAME as MEDMNIST_LABEL_NAME
+        from universalclassifier.importing.medmnist import read_medmnist
+
+        return read_medmnist(Path(args.sources[0]), label_name=args.label_name or MEDMNIST_LABEL_NAME)
     if args.kind == "deepreg-h5":
         from universalclassifier.importing.deepreg import read_deepreg
 
@@ -295,7 +315,7 @@ def _import(args: argparse.Namespace) -> None:
             )
     source = _read_source(args)
     modalities = args.modalities or source.default_modalities or default_modality_names(source.num_channels)
-    if args.modalities is None and source.default_modalities is None:
+    if args.modalities is None:
         logger.info(
             "Modality names not given: using %s (CT is normalized with dataset-wide statistics, any other name per "
             "image); pass --modalities to name them.",

@@ -148,4 +148,13 @@ def read_deepreg(
         "ordinal_columns": list(ordinal_columns),
     }
     paths = (images_h5,) if labels_h5 is None else (images_h5, labels_h5)
-    return ImportedSource(KIND, paths + (table.path,), table.heads, num_channels, cases, skipped, options=options)
+    return ImportedSource(
+        KIND,
+        paths + (table.path,),
+        table.heads,
+        num_channels,
+        cases,
+        skipped,
+        options=options,
+        value_maps=table.value_maps,
+    )

@@ -161,5 +161,13 @@ def read_folder(
     }
     paths = (images_dir, table.path) if rois_dir is None else (images_dir, rois_dir, table.path)
     return ImportedSource(
-        KIND, paths, table.heads, num_channels, cases, skipped, options=options, ignored_files=ignored
+        KIND,
+        paths,
+        table.heads,
+        num_channels,
+        cases,
+        skipped,
+        options=options,
+        ignored_files=ignored,
+        value_maps=table.value_maps,
     )

@@ -2,17 +2,20 @@
 
 Columns: `case_id` (required), `patient_id` (optional: the case's patient, for grouped folds) and one column per
 classification head holding numbers. An empty cell (or NA, NaN, null, None) is an unknown value. A column is a
-regression head when it holds more than MAX_NOMINAL_DISTINCT distinct values, else a nominal head with the values
-0..K-1 (K = the largest value + 1), which must then be integers; `--regression_columns`, `--nominal_columns` and
-`--ordinal_columns` choose the type instead.
+regression head when it holds more than MAX_NOMINAL_DISTINCT distinct values, else a nominal head, whose values must
+then be non-negative integer codes; `--regression_columns`, `--nominal_columns` and `--ordinal_columns` choose the
+type instead. The codes of a nominal or ordinal head become its values 0..K-1 by `integer_scale`: codes that do not
+start at 0 (a 1-5 score) are shifted down by the smallest code, the value names keep the codes ("1".."5"), and
+`LabelTable.value_maps` (written to import_report.json) records the shift.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +24,14 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.importing.task_writer import RESERVED_ENTRY_KEYS, SkippedCase
 from universalclassifier.plans import ClassificationLabel
 
+logger = logging.getLogger(__name__)
+
 CASE_COLUMN = "case_id"
 PATIENT_COLUMN = "patient_id"
 # A column with more distinct values than this is taken for a regression target.
 MAX_NOMINAL_DISTINCT = 10
-# A nominal head has one output per value 0..K-1: a larger value than this is surely not a class index.
+# A nominal head has one output per code from its smallest to its largest: codes spanning more than this are surely
+# not classes.
 MAX_NOMINAL_VALUE = 99
 NULL_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
@@ -41,6 +47,28 @@ class LabelTable:
     targets: dict[str, dict[str, Target]]
     patients: dict[str, str | None]
     skipped: list[SkippedCase] = field(default_factory=list)
+    # Heads whose codes were shifted to start at 0: {head: {original code: value}} (see integer_scale).
+    value_maps: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def integer_scale(codes: Iterable[float]) -> tuple[int, tuple[str, ...]]:
+    """The offset to subtract from a nominal or ordinal head's integer codes, and the names of its values 0..K-1.
+
+    Codes that do not start at 0 are shifted down by the smallest one: scores {1, ..., 5} become the values 0..4
+    named "1".."5". The whole range from the smallest to the largest code is kept, so an unused code in between stays
+    a value ({1, 2, 5}: five values, "3" and "4" unused), as an ordinal scale needs. Fewer than two distinct codes are
+    not shifted (such a head cannot be trained, and the validation error then names the code the user wrote). A head
+    has at least two values.
+    """
+    distinct = sorted({int(code) for code in codes})
+    offset = distinct[0] if len(distinct) >= 2 else 0
+    top = distinct[-1] if distinct else 1
+    return offset, tuple(str(offset + i) for i in range(max(2, top - offset + 1)))
+
+
+def value_map(offset: int, names: Sequence[str]) -> dict[str, int]:
+    """{original code: value} of a shifted head, for the import report."""
+    return {str(offset + i): i for i in range(len(names))}
 
 
 def is_null(text: str) -> bool:
@@ -99,15 +127,24 @@ def _column_type(
     if odd:
         raise UserInputError(
             f"{path}: column '{name}' has {len(distinct)} distinct values, including {odd[:5]}, which are not class "
-            f"indices 0, 1, 2, ...; a {kind} head needs integers from 0 (pass --regression_columns {name} if it is a "
-            "measurement)."
+            f"codes 0, 1, 2, ...; a {kind} head needs non-negative integers (pass --regression_columns {name} if it "
+            "is a measurement)."
         )
-    if distinct and max(distinct) > MAX_NOMINAL_VALUE:
+    offset, names = integer_scale(distinct)
+    if len(names) > MAX_NOMINAL_VALUE + 1:
         raise UserInputError(
-            f"{path}: column '{name}' has the value {int(max(distinct))} as a class index; a {kind} head has one "
-            f"output per value 0..K-1, so renumber its classes from 0 (or pass --regression_columns {name})."
+            f"{path}: column '{name}' would need {len(names)} values for the codes {names[0]}..{names[-1]}; a {kind} "
+            f"head has one output per code in that range, so renumber its classes (or pass --regression_columns "
+            f"{name})."
         )
     return kind
+
+
+def _target(value: float | None, head: ClassificationLabel, offsets: dict[str, int]) -> Target:
+    """A case's value of `head`: the number of a regression head, else the code shifted to the values 0..K-1."""
+    if value is None or head.is_regression:
+        return value
+    return int(value) - offsets[head.name]
 
 
 def read_label_table(
@@ -169,19 +206,25 @@ def read_label_table(
         patients[case_id] = None if is_null(patient) else patient
     regression, nominal, ordinal = set(regression_columns), set(nominal_columns), set(ordinal_columns)
     heads = []
+    offsets: dict[str, int] = {}
+    value_maps: dict[str, dict[str, int]] = {}
     for name in head_columns:
         known = [v for values in parsed.values() if (v := values[name]) is not None]
         kind = _column_type(name, known, path, regression, nominal, ordinal)
         if kind == "regression":
             heads.append(ClassificationLabel(name=name, type=kind, values=()))
-        else:
-            num_values = max(2, int(max(known, default=1)) + 1)
-            heads.append(ClassificationLabel(name=name, type=kind, values=tuple(str(i) for i in range(num_values))))
+            continue
+        offsets[name], names = integer_scale(known)
+        heads.append(ClassificationLabel(name=name, type=kind, values=names))
+        if offsets[name]:
+            value_maps[name] = value_map(offsets[name], names)
+            logger.info(
+                "%s: column '%s' holds the codes %s..%s; they become the values 0..%d of the %s head, named by "
+                "their codes (value_maps in the import report).",
+                path, name, names[0], names[-1], len(names) - 1, kind,
+            )  # fmt: skip
     targets = {
-        case_id: {
-            head.name: (None if (v := values[head.name]) is None else v if head.is_regression else int(v))
-            for head in heads
-        }
+        case_id: {head.name: _target(values[head.name], head, offsets) for head in heads}
         for case_id, values in parsed.items()
     }
-    return LabelTable(path, tuple(heads), targets, patients, skipped)
+    return LabelTable(path, tuple(heads), targets, patients, skipped, value_maps)

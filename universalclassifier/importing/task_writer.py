@@ -6,6 +6,11 @@ volumes, skips the cases that cannot be used (unreadable, not 3D, channels on di
 an integer label map on the image grid, no known value), writes the others as `.nii.gz` with `dataset.json` and
 `import_report.json` into a temporary sibling of the task folder, validates it with `validate_task` and only then
 renames it into place. A failure at any point removes the temporary folder: the data root never holds half a task.
+
+A source may also bring labelled test cases, written to `imagesTs/` (and `labelsTs/` when the training cases have
+ROIs) and listed with their values as dataset.json `test` entries, where `uc_evaluate --use_dataset_test` reads them;
+and an official split, written as SPLITS_FILENAME: one fold in the form of `splits_final.json`, which a user copies
+to `DATA/preprocessed/TaskXXX_NAME/splits_final.json` to train on it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,9 @@ from universalclassifier.plans import ClassificationLabel
 logger = logging.getLogger(__name__)
 
 REPORT_FILENAME = "import_report.json"
+# The source's own train/val split as one fold in the form of preprocessed/TaskXXX/splits_final.json.
+SPLITS_FILENAME = "splits_official.json"
+SPLIT_PARTS = ("train", "val")
 IMAGE_EXTENSION = ".nii.gz"
 # Keys of a dataset.json training entry that are not heads: no head may have one of these names.
 RESERVED_ENTRY_KEYS = ("image", "label", "patient_id", "group", "covariates")
@@ -91,6 +99,11 @@ class ImportedSource:
     default_modalities: tuple[str, ...] | None = None  # modality names the source itself gives, if any
     options: dict = field(default_factory=dict)  # the settings that shaped the import, for the report
     ignored_files: list[str] = field(default_factory=list)  # files of the source that are no case's image
+    test_cases: list[ImportedCase] = field(default_factory=list)  # labelled test cases (imagesTs/, `test` entries)
+    # The source's official split, {"train": [case ids], "val": [case ids]} of `cases`, written as SPLITS_FILENAME.
+    official_split: dict[str, list[str]] | None = None
+    # Heads whose integer codes were shifted to the values 0..K-1: {head: {original code: value}}, for the report.
+    value_maps: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -314,6 +327,92 @@ def write_task(
     return ImportResult(target, report)
 
 
+@dataclass
+class _Written:
+    """The cases of one set (training or test) that were written: their dataset.json entries and report items."""
+
+    entries: list[dict] = field(default_factory=list)
+    imported: list[dict] = field(default_factory=list)
+    max_label: int = 0
+
+
+def _write_cases(
+    folder: Path,
+    cases: Sequence[ImportedCase],
+    source: ImportedSource,
+    test: bool,
+    ids: dict[str, str],
+    used: set[str],
+    skipped: list[SkippedCase],
+    show_progress: bool,
+) -> _Written:
+    """Write the usable `cases` into imagesTr/ and labelsTr/ (imagesTs/ and labelsTs/ for test cases); unusable
+    ones are added to `skipped`. `ids` maps each file-name-safe id to the one source id that may use it, `used` holds
+    the ids written so far (both sets share one namespace)."""
+    images_dir, labels_dir = ("imagesTs", "labelsTs") if test else ("imagesTr", "labelsTr")
+    for case in cases:
+        ids.setdefault(safe_name(case.case_id, "case"), case.case_id)
+    written = _Written()
+    description = "Importing test cases" if test else "Importing"
+    for case in tqdm(cases, desc=description, unit="case", disable=not show_progress):
+        case_id = safe_name(case.case_id, "case")
+        try:
+            if case_id in used or ids[case_id] != case.case_id:
+                raise CaseSkipped(
+                    "duplicate case id",
+                    f"its file-name-safe id {case_id!r} is that of case {ids[case_id]!r} too; rename one of them.",
+                )
+            targets = _check_targets(case, source.heads)
+            images, geometry, roi = _read_case(case, source.num_channels)
+        except CaseSkipped as skip:
+            skipped.append(SkippedCase(case.case_id, skip.reason, skip.detail))
+            continue
+        used.add(case_id)
+        (folder / images_dir).mkdir(exist_ok=True)
+        entry: dict = {"image": f"./{images_dir}/{case_id}{IMAGE_EXTENSION}"}
+        for index, array in enumerate(images):
+            write_image(array, geometry, folder / images_dir / f"{case_id}_{index:04d}{IMAGE_EXTENSION}")
+        if roi is not None:
+            (folder / labels_dir).mkdir(exist_ok=True)
+            write_image(roi, geometry, folder / labels_dir / f"{case_id}{IMAGE_EXTENSION}")
+            entry["label"] = f"./{labels_dir}/{case_id}{IMAGE_EXTENSION}"
+            written.max_label = max(written.max_label, int(roi.max(initial=0)))
+        if case.patient_id is not None:
+            entry["patient_id"] = case.patient_id
+        entry.update(targets)
+        if source.covariates:
+            entry["covariates"] = {c.name: case.covariates.get(c.name) for c in source.covariates}
+        written.entries.append(entry)
+        written.imported.append({"case": case_id, "source_id": case.case_id})
+    return written
+
+
+def _test_cases(source: ImportedSource, with_roi: bool, skipped: list[SkippedCase]) -> list[ImportedCase]:
+    """The test cases to write: with the training cases' ROIs they need one (else they are skipped), without them
+    their ROIs are dropped (a model trained without ROIs takes none)."""
+    if not with_roi:
+        return [replace(c, roi=None) for c in source.test_cases]
+    skipped += [
+        SkippedCase(c.case_id, "missing ROI", "a test case needs an ROI when the training cases have them.")
+        for c in source.test_cases
+        if c.roi is None
+    ]
+    return [c for c in source.test_cases if c.roi is not None]
+
+
+def _official_split(source: ImportedSource, imported: list[dict]) -> list[dict] | None:
+    """The source's official split as one fold of written case ids (cases that were skipped left out), or None."""
+    if source.official_split is None:
+        return None
+    written = {item["source_id"]: item["case"] for item in imported}
+    fold = {part: [written[c] for c in source.official_split.get(part, ()) if c in written] for part in SPLIT_PARTS}
+    empty = [part for part, ids in fold.items() if not ids]
+    if empty:
+        logger.warning("The official split has no %s case left; %s is not written.", empty[0], SPLITS_FILENAME)
+        return None
+    return [fold]
+
+
 def _write_into(
     folder: Path, task_name: str, source: ImportedSource, modalities: Sequence[str], show_progress: bool
 ) -> dict:
@@ -332,40 +431,9 @@ def _write_into(
     if with_roi:
         (folder / "labelsTr").mkdir()
     ids: dict[str, str] = {}
-    for case in cases:
-        ids.setdefault(safe_name(case.case_id, "case"), case.case_id)
-    entries: list[dict] = []
-    imported: list[dict] = []
-    max_label = 0
     used: set[str] = set()
-    for case in tqdm(cases, desc="Importing", unit="case", disable=not show_progress):
-        case_id = safe_name(case.case_id, "case")
-        try:
-            if case_id in used or ids[case_id] != case.case_id:
-                raise CaseSkipped(
-                    "duplicate case id",
-                    f"its file-name-safe id {case_id!r} is that of case {ids[case_id]!r} too; rename one of them.",
-                )
-            targets = _check_targets(case, source.heads)
-            images, geometry, roi = _read_case(case, source.num_channels)
-        except CaseSkipped as skip:
-            skipped.append(SkippedCase(case.case_id, skip.reason, skip.detail))
-            continue
-        used.add(case_id)
-        entry: dict = {"image": f"./imagesTr/{case_id}{IMAGE_EXTENSION}"}
-        for index, array in enumerate(images):
-            write_image(array, geometry, folder / "imagesTr" / f"{case_id}_{index:04d}{IMAGE_EXTENSION}")
-        if roi is not None:
-            write_image(roi, geometry, folder / "labelsTr" / f"{case_id}{IMAGE_EXTENSION}")
-            entry["label"] = f"./labelsTr/{case_id}{IMAGE_EXTENSION}"
-            max_label = max(max_label, int(roi.max(initial=0)))
-        if case.patient_id is not None:
-            entry["patient_id"] = case.patient_id
-        entry.update(targets)
-        if source.covariates:
-            entry["covariates"] = {c.name: case.covariates.get(c.name) for c in source.covariates}
-        entries.append(entry)
-        imported.append({"case": case_id, "source_id": case.case_id})
+    training = _write_cases(folder, cases, source, False, ids, used, skipped, show_progress)
+    entries, imported, max_label = training.entries, training.imported, training.max_label
     if not entries:
         reasons = "\n".join(f"  - {s.case_id}: {s.reason}: {s.detail}" for s in skipped[:20])
         raise UserInputError(
@@ -382,7 +450,15 @@ def _write_into(
     if source.covariates:
         dataset["covariates"] = _covariate_json(source.covariates, entries)
     dataset.update(numTraining=len(entries), training=entries)
+    test = _write_cases(
+        folder, _test_cases(source, bool(with_roi), skipped), source, True, ids, used, skipped, show_progress
+    )
+    if test.entries:
+        dataset.update(numTest=len(test.entries), test=test.entries)
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    split = _official_split(source, imported)
+    if split is not None:
+        (folder / SPLITS_FILENAME).write_text(json.dumps(split, indent=2) + "\n")
     return {
         "task": task_name,
         "source": {
@@ -393,9 +469,15 @@ def _write_into(
         "modalities": list(modalities),
         "heads": dataset["classification_labels"],
         "rois": bool(with_roi),
+        "value_maps": source.value_maps,
         "num_imported": len(imported),
+        "num_test_imported": len(test.imported),
         "num_skipped": len(skipped),
         "imported": imported,
+        "test_imported": test.imported,
+        "official_split": None
+        if split is None
+        else {"file": SPLITS_FILENAME, "num_train": len(split[0]["train"]), "num_val": len(split[0]["val"])},
         "skipped": [s.to_dict() for s in skipped],
         "ignored_files": list(source.ignored_files),
     }
@@ -409,6 +491,17 @@ def format_summary(report: dict, folder: Path) -> str:
         f"modalities {report['modalities']}, heads {[h['name'] for h in report['heads']]}, "
         f"ROIs: {'yes' if report['rois'] else 'no'}."
     ]
+    if report.get("num_test_imported"):
+        lines.append(f"Test cases: {report['num_test_imported']} in imagesTs/, their values in dataset.json 'test'.")
+    for head, codes in (report.get("value_maps") or {}).items():
+        names = list(codes)
+        lines.append(f"Head {head}: the codes {names[0]}..{names[-1]} became the values 0..{len(names) - 1}.")
+    split = report.get("official_split")
+    if split:
+        lines.append(
+            f"Official split: {split['num_train']} train / {split['num_val']} val cases in {folder / split['file']}; "
+            f"copy it to DATA/preprocessed/{folder.name}/splits_final.json to train it as fold 0."
+        )
     by_reason: dict[str, list[dict]] = defaultdict(list)
     for item in report["skipped"]:
         by_reason[item["reason"]].append(item)

@@ -114,12 +114,14 @@ class Predictor:
 
     @torch.inference_mode()
     def predictions(
-        self, network_input: np.ndarray, tta: bool = False, covariates: np.ndarray | None = None
+        self, network_input: np.ndarray, tta: bool = False, covariates: np.ndarray | None = None, zoom: float = 1.0
     ) -> list[np.ndarray]:
         """Per head the value probabilities (or the regression value) averaged over folds (and mirrorings with `tta`)
-        for one (C, Z, Y, X) network input and its encoded covariates (see `covariate_input`)."""
+        for one (C, Z, Y, X) network input, its encoded covariates (see `covariate_input`) and its zoom (see
+        `preprocess_case`)."""
         batch = torch.from_numpy(network_input[None]).to(self.device)
         covariate_batch = None if covariates is None else torch.from_numpy(covariates[None]).to(self.device)
+        zoom_batch = torch.tensor([[zoom]], dtype=torch.float32, device=self.device)
         flips = [()] if not tta else [axes for r in range(4) for axes in itertools.combinations((2, 3, 4), r)]
         sums = [torch.zeros(size, dtype=torch.float64, device=self.device) for size in self.plans.head_sizes]
         use_amp = self.device.type == "cuda"
@@ -127,7 +129,7 @@ class Predictor:
             for axes in flips:
                 x = torch.flip(batch, axes) if axes else batch
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                    outputs = network(x, covariate_batch)
+                    outputs = network(x, covariate_batch, zoom_batch)
                 predictions = head_predictions(self.plans.classification_labels, outputs)
                 for total, prediction in zip(sums, predictions, strict=True):
                     total += prediction[0].double()
@@ -155,7 +157,7 @@ class Predictor:
         """
         self.check_files(image_files, roi_file)
         covariate_input = self.covariate_input(covariates, impute_missing_covariates)
-        array, _ = preprocess_case(
+        array, properties = preprocess_case(
             case_id,
             [Path(p) for p in image_files],
             None if roi_file is None else Path(roi_file),
@@ -163,7 +165,8 @@ class Predictor:
             max_input_voxels=max_input_voxels,
             max_resampled_voxels=max_resampled_voxels,
         )
-        per_head = self.predictions(to_network_input(array, self.plans.num_roi_classes), tta, covariate_input)
+        network_input = to_network_input(array, self.plans.num_roi_classes)
+        per_head = self.predictions(network_input, tta, covariate_input, properties.zoom)
         if calibrate:
             per_head = [
                 apply_temperature(p, self.temperatures[head.name]) if head.name in self.temperatures else p

@@ -285,10 +285,14 @@ class I3DClassifier(nn.Module):
             if not name.startswith("heads."):
                 parameter.requires_grad_(trainable)
 
-    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, covariates: torch.Tensor | None = None, zoom: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Map a (N, in_channels, Z, Y, X) batch to one output tensor per head, in order: (N, K) logits (nominal),
         (N, K-1) cumulative logits (ordinal) or (N, 1) standardized values (regression). `covariates` (N,
-        num_covariates) are required when the network has covariates, refused otherwise."""
+        num_covariates) are required when the network has covariates, refused otherwise. `zoom` (N, 1), default 1:
+        the factor each case was resampled down by to fit the input (preprocessing), which the ROI size descriptors
+        undo so that they give the true size."""
         if x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected input of shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}"
@@ -315,6 +319,8 @@ class I3DClassifier(nn.Module):
                     pooled.append(roi_statistics(fine, mask))
                 if self.roi_descriptors:
                     fraction = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True)
+                    if zoom is not None:
+                        fraction = fraction / zoom.to(x.dtype).reshape(-1, 1).pow(3)
                     pooled += [roi_statistics(x[:, :-1], mask), *([fraction] if self.roi_volume else [])]
                     pooled += [fraction.pow(1 / 3), roi_outline(mask)]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)

@@ -13,7 +13,8 @@ import numpy as np
 from universalclassifier.dataset.image_io import write_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.preprocessing.case_properties import require_keys
-from universalclassifier.preprocessing.preprocessor import load_and_crop
+from universalclassifier.preprocessing.cropping import RoiMargin
+from universalclassifier.preprocessing.preprocessor import body_as_roi, load_and_crop
 
 SAMPLES_PER_CASE = 10_000
 
@@ -119,12 +120,17 @@ def fingerprint_case(
     ct_channels: Sequence[int],
     seed: int,
     generated_roi_file: Path | None = None,
+    margin: RoiMargin | None = None,
 ) -> CaseFingerprint:
-    """Load and crop one case and describe it; sample at most 10,000 ROI-foreground voxels per CT channel.
+    """Load and crop one case (ROI `margin`, default 5%) and describe it; sample at most 10,000 ROI-foreground voxels
+    per CT channel.
 
-    With `generated_roi_file`, also write the all-foreground ROI this case uses (the task has no ROIs).
+    With `generated_roi_file` (the task has no ROIs), also write the all-foreground ROI this case uses; the ROI
+    foreground is then the body (see `body_as_roi`).
     """
-    case = load_and_crop(case_id, image_files, roi_file)
+    case = load_and_crop(case_id, image_files, roi_file, margin=margin)
+    if generated_roi_file is not None:
+        body_as_roi(case)
     if generated_roi_file is not None:
         write_image(np.ones(case.geometry.size, dtype=np.uint8), case.geometry, generated_roi_file)
     foreground = case.roi > 0

@@ -16,7 +16,7 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import TaskPaths, resolve_data_root
 from universalclassifier.planning.fingerprint import dataset_fingerprint, fingerprint_case
-from universalclassifier.planning.planner import plan_experiment
+from universalclassifier.planning.planner import PlanningOptions, plan_experiment
 from universalclassifier.planning.stage import new_stage_folder, read_marker, remove_leftovers, seal_and_publish
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.normalization import CT
@@ -73,6 +73,7 @@ def plan_and_preprocess(
     preprocess: bool = True,
     show_progress: bool = True,
     limits: InputLimits = InputLimits(),
+    planning: PlanningOptions = PlanningOptions(),
 ) -> Plans:
     """Validate a raw task, fingerprint it, write plans and (unless `preprocess` is False) the training arrays.
 
@@ -81,11 +82,11 @@ def plan_and_preprocess(
     temporary folder that replaces the stage folder only once every case is done (with a completion marker naming
     the cases and the plans' hash); the plans file is written after that, so an interrupted run never leaves new
     plans beside arrays that training would accept.
-    `limits` bounds the images' sizes (see `InputLimits`).
+    `limits` bounds the images' sizes (see `InputLimits`); `planning` sets the image-size rule and ROI margin.
     """
     paths = TaskPaths.find(data_root, task)
     validated = _validate(paths, num_workers, show_progress, limits)
-    return _plan_validated(paths, validated, num_workers, preprocess, show_progress, limits)
+    return _plan_validated(paths, validated, num_workers, preprocess, show_progress, limits, planning)
 
 
 def plan_and_preprocess_tasks(
@@ -95,6 +96,7 @@ def plan_and_preprocess_tasks(
     preprocess: bool = True,
     show_progress: bool = True,
     limits: InputLimits = InputLimits(),
+    planning: PlanningOptions = PlanningOptions(),
 ) -> dict[str, Plans]:
     """Plan and preprocess several tasks (`-t 17 18`, as in nnU-Net); returns the plans by task name.
 
@@ -106,7 +108,7 @@ def plan_and_preprocess_tasks(
     if not tasks:
         raise UserInputError("No task given; pass one or more task ids or names (-t 1 2 or -t Dataset001_Name).")
     if len(tasks) == 1:
-        plans = plan_and_preprocess(data_root, tasks[0], num_workers, preprocess, show_progress, limits)
+        plans = plan_and_preprocess(data_root, tasks[0], num_workers, preprocess, show_progress, limits, planning)
         return {plans.task_name: plans}
     root = resolve_data_root(data_root)
     found: dict[str, TaskPaths] = {}
@@ -138,7 +140,9 @@ def plan_and_preprocess_tasks(
     for index, (name, paths) in enumerate(found.items(), 1):
         logger.info("Planning task %d of %d: %s", index, len(found), name)
         try:
-            done[name] = _plan_validated(paths, validated[name], num_workers, preprocess, show_progress, limits)
+            done[name] = _plan_validated(
+                paths, validated[name], num_workers, preprocess, show_progress, limits, planning
+            )
         except UserInputError as exc:
             logger.error("Task %s failed: %s", name, exc)
             failed.append((name, str(exc)))
@@ -170,6 +174,7 @@ def _plan_validated(
     preprocess: bool,
     show_progress: bool,
     limits: InputLimits,
+    planning: PlanningOptions,
 ) -> Plans:
     """Fingerprint, plan and (unless `preprocess` is False) preprocess a task that passed validation."""
     description = validated.description
@@ -194,6 +199,7 @@ def _plan_validated(
                     ct_channels,
                     FINGERPRINT_SEED,
                     None if validated.uses_roi else roi_files[c.case_id],
+                    planning.margin,
                 )
                 for c in validated.cases
             ],
@@ -206,15 +212,18 @@ def _plan_validated(
     write_json_atomic(paths.preprocessed / FINGERPRINT_FILENAME, fingerprint.to_dict())
     _write_effective_dataset_json(validated, paths, roi_files)
 
-    plans = plan_experiment(paths.task_name, description, fingerprint, validated.uses_roi)
+    plans = plan_experiment(paths.task_name, description, fingerprint, validated.uses_roi, planning)
     if preprocess:
         _preprocess_stage(validated, paths, plans, num_workers, show_progress, limits)
     else:
         _warn_about_stale_arrays(paths, plans)
     plans.save(paths.plans_file)
     logger.info(
-        "Plans: image size %s at spacing %s (axes %s), batch size %d, normalization %s; written to %s",
+        "Plans: image size %s (size rule %s, percentile %g) at spacing %s (axes %s), batch size %d, normalization %s; "
+        "written to %s",
         plans.image_size,
+        plans.size_rule,
+        plans.size_percentile,
         [round(s, 4) for s in plans.target_spacing],
         plans.transpose_forward,
         plans.batch_size,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from copy import deepcopy
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from universalclassifier.dataset.dataset_json import DatasetDescription
 from universalclassifier.planning.fingerprint import DatasetFingerprint
-from universalclassifier.plans import Plans
+from universalclassifier.plans import Plans, check_planning_fields
+from universalclassifier.preprocessing.cropping import ROI_MARGIN_FRACTION, RoiMargin
 from universalclassifier.preprocessing.normalization import ZSCORE, scheme_for_modality
 
 VOXEL_BUDGET = 240**3
@@ -19,6 +21,35 @@ ANISOTROPY_FACTOR = 3.0
 ANISOTROPIC_PERCENTILE = 10
 MASK_SIZE_REDUCTION_THRESHOLD = 0.75
 NUM_FOLDS = 5
+DEFAULT_SIZE_PERCENTILE = 90.0
+
+
+@dataclass(frozen=True)
+class PlanningOptions:
+    """The planner's choices that are not derived from the data: how the image size is chosen and the ROI margin.
+
+    `size_rule` "percentile" (the default) makes the image hold `size_percentile`% of the cases on each axis and
+    zooms larger cases down to fit (their true size stays known to the network, see preprocessing); "max" (AUC23)
+    makes it hold every case, padding the others. The margin is `roi_margin_fraction` of the ROI's extent plus
+    `roi_margin_mm` per side (AUC23: 5%, 0 mm). `auc23()` gives the AUC23 planning.
+    """
+
+    size_rule: str = "percentile"
+    size_percentile: float = DEFAULT_SIZE_PERCENTILE
+    roi_margin_fraction: float = ROI_MARGIN_FRACTION
+    roi_margin_mm: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_planning_fields({**asdict(self), "roi_from_body": False}, "Planning options")
+
+    @classmethod
+    def auc23(cls) -> PlanningOptions:
+        """The predecessor's planning: an image that holds the largest case, 5% ROI margin."""
+        return cls(size_rule="max", size_percentile=100.0)
+
+    @property
+    def margin(self) -> RoiMargin:
+        return RoiMargin(self.roi_margin_fraction, self.roi_margin_mm)
 
 
 def _ceil(values: np.ndarray) -> list[int]:
@@ -54,15 +85,20 @@ def plan_transpose(target_spacing: ArrayLike) -> tuple[list[int], list[int]]:
 
 
 def plan_image_size(
-    sizes: np.ndarray, spacings: np.ndarray, target_spacing: ArrayLike, budget: int = VOXEL_BUDGET
+    sizes: np.ndarray,
+    spacings: np.ndarray,
+    target_spacing: ArrayLike,
+    budget: int = VOXEL_BUDGET,
+    percentile: float = 100.0,
 ) -> tuple[list[int], list[float], bool]:
-    """Image size that holds every case at the target spacing, shrunk to the voxel budget if needed.
+    """Image size that holds `percentile`% of the cases at the target spacing (per axis; 100: every case), shrunk
+    to the voxel budget if needed.
 
     All inputs in the same (transposed) axis order. Returns (image size, possibly coarsened target spacing,
     whether it was shrunk).
     """
     target = np.asarray(target_spacing, dtype=float)
-    extents = np.max(np.asarray(sizes, dtype=float) * np.asarray(spacings, dtype=float), axis=0)
+    extents = np.percentile(np.asarray(sizes, dtype=float) * np.asarray(spacings, dtype=float), percentile, axis=0)
     image_size = _ceil(extents / target)
     voxels = math.prod(image_size)
     if voxels <= budget:
@@ -82,15 +118,22 @@ def plan_batch_size(image_size: Sequence[int], shrunk: bool, num_cases: int, bud
 
 
 def plan_experiment(
-    task_name: str, description: DatasetDescription, fingerprint: DatasetFingerprint, uses_roi: bool
+    task_name: str,
+    description: DatasetDescription,
+    fingerprint: DatasetFingerprint,
+    uses_roi: bool,
+    options: PlanningOptions = PlanningOptions(),
 ) -> Plans:
-    """Turn a dataset fingerprint into plans."""
+    """Turn a dataset fingerprint (made with `options.margin`) into plans."""
     cases = fingerprint.cases
     sizes = np.array([c.size_after_cropping for c in cases], dtype=float)
     spacings = np.array([c.spacing for c in cases], dtype=float)
     target = plan_target_spacing(spacings, sizes)
     forward, backward = plan_transpose(target)
-    image_size, target_spacing, shrunk = plan_image_size(sizes[:, forward], spacings[:, forward], target[forward])
+    percentile = options.size_percentile if options.size_rule == "percentile" else 100.0
+    image_size, target_spacing, shrunk = plan_image_size(
+        sizes[:, forward], spacings[:, forward], target[forward], percentile=percentile
+    )
     schemes = [scheme_for_modality(m) for m in description.modalities]
     use_mask = fingerprint.median_size_reduction < MASK_SIZE_REDUCTION_THRESHOLD
     num_roi_classes = len(description.roi_labels) if uses_roi and description.roi_labels else 2
@@ -111,4 +154,9 @@ def plan_experiment(
         classification_labels=list(description.classification_labels),
         num_training_cases=len(cases),
         covariates=list(description.covariates),
+        size_rule=options.size_rule,
+        size_percentile=percentile,
+        roi_margin_fraction=options.roi_margin_fraction,
+        roi_margin_mm=options.roi_margin_mm,
+        roi_from_body=not uses_roi,
     )

@@ -97,11 +97,13 @@ def _listed(items: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class StageCases:
     """The training cases of a stage folder: per case id, its targets in head order (None: unknown), the groups
-    (patients) of the cases that have one, and every case's covariate values (empty without covariates)."""
+    (patients) of the cases that have one, every case's covariate values (empty without covariates) and its zoom
+    (below 1: resampled down to fit the image size)."""
 
     targets: dict[str, list[int | float | None]]
     groups: dict[str, str]
     covariates: dict[str, dict[str, float | str | None]]
+    zooms: dict[str, float]
 
 
 def _stored_target(value: object, regression: bool) -> int | float | None:
@@ -169,13 +171,14 @@ def read_preprocessed_cases(paths: TaskPaths, plans: Plans) -> StageCases:
             f"training cases; {fix}."
         )
     problems, shape = [], expected_shape(plans)
-    cases = StageCases({}, {}, {})
+    cases = StageCases({}, {}, {}, {})
     for case_id in map(str, case_ids):
         found, values, properties = _case_problems(stage, case_id, shape, plans)
         problems += found
         if properties is not None:
             cases.targets[case_id] = values
             cases.covariates[case_id] = properties.covariates or {}
+            cases.zooms[case_id] = float(properties.zoom)
             if properties.group is not None:
                 cases.groups[case_id] = properties.group
     if problems:

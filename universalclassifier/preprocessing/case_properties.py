@@ -14,6 +14,7 @@ from universalclassifier.preprocessing.cropping import BoundingBox
 TARGETS_KEY = "classification_targets"
 GROUP_KEY = "group"
 COVARIATES_KEY = "covariates"
+ZOOM_KEY = "zoom"
 OPTIONAL_KEYS = (TARGETS_KEY, GROUP_KEY, COVARIATES_KEY)
 
 
@@ -57,6 +58,7 @@ class CaseProperties:
     classification_targets: dict[str, int | float | None] | None = None
     group: str | None = None
     covariates: dict[str, float | str | None] | None = None
+    zoom: float = 1.0  # below 1: the case was larger than the plans' image size and was resampled down by this factor
 
     def to_dict(self) -> dict:
         """The JSON-ready form CASE.json stores, keys in field order; without the OPTIONAL_KEYS that are None."""
@@ -69,17 +71,22 @@ class CaseProperties:
     @classmethod
     def from_dict(cls, raw: object, source: str) -> CaseProperties:
         """Read the form `to_dict` writes; a missing key or malformed targets raise a UserInputError naming `source`."""
-        required = [f.name for f in fields(cls) if f.name not in OPTIONAL_KEYS]
+        required = [f.name for f in fields(cls) if f.name not in OPTIONAL_KEYS and f.name != ZOOM_KEY]
         values = require_keys(raw, required, source)
         targets, group, covariates = (values.get(key) for key in OPTIONAL_KEYS)
+        zoom = values.get(ZOOM_KEY, 1.0)  # cases preprocessed before zooming existed were never zoomed
         malformed = (
-            (targets is not None and not isinstance(targets, dict))
+            not isinstance(zoom, (int, float))
+            or isinstance(zoom, bool)
+            or not 0 < zoom <= 1
+            or (targets is not None and not isinstance(targets, dict))
             or (group is not None and not isinstance(group, str))
             or (covariates is not None and not isinstance(covariates, dict))
         )
         if malformed:
             raise UserInputError(
-                f"{source}: '{TARGETS_KEY}' and '{COVARIATES_KEY}' must be objects and '{GROUP_KEY}' a string; it was "
+                f"{source}: '{TARGETS_KEY}' and '{COVARIATES_KEY}' must be objects, '{GROUP_KEY}' a string and "
+                f"'{ZOOM_KEY}' a number in (0, 1]; it was "
                 "not written by this tool or is damaged: re-run plan & preprocess."
             )
         return cls(
@@ -87,4 +94,5 @@ class CaseProperties:
             classification_targets=targets,
             group=group,
             covariates=covariates,
+            zoom=zoom,
         )

@@ -1,6 +1,10 @@
-"""Crop to the nonzero region, then to the ROI with a 5% margin."""
+"""Crop to the nonzero region, then to the ROI with a margin (AUC23: 5% of the ROI's extent per side)."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
@@ -34,19 +38,42 @@ def nonzero_mask(data: np.ndarray) -> np.ndarray:
     return binary_fill_holes(np.any(data != 0, axis=0))
 
 
-def widen_box(box: BoundingBox, shape: tuple[int, ...], fraction: float = ROI_MARGIN_FRACTION) -> BoundingBox:
-    """Widen each axis of a box by int(extent * fraction) voxels per side, clipped to the shape."""
+@dataclass(frozen=True)
+class RoiMargin:
+    """Context kept around the ROI per side: a fraction of the ROI's extent plus a fixed width in mm."""
+
+    fraction: float = ROI_MARGIN_FRACTION
+    mm: float = 0.0
+
+    def voxels(self, extent: int, spacing: float) -> int:
+        """Margin in voxels on an axis where the ROI spans `extent` voxels of `spacing` mm."""
+        return int(extent * self.fraction) + (math.ceil(self.mm / spacing - 1e-6) if self.mm > 0 else 0)
+
+
+def widen_box(
+    box: BoundingBox,
+    shape: tuple[int, ...],
+    margin: RoiMargin | None = None,
+    spacing: Sequence[float] | None = None,
+) -> BoundingBox:
+    """Widen each axis of a box by its margin (default: 5% of the extent) per side, clipped to the shape.
+
+    With `margin`, its millimetres are converted with `spacing` (mm per voxel, same axis order as the box).
+    """
+    margin = margin or RoiMargin()
+    spacing = spacing if spacing is not None else [1.0] * len(box)
     widened = []
-    for (start, stop), size in zip(box, shape, strict=True):
-        margin = int((stop - start) * fraction)
-        widened.append([max(0, start - margin), min(size, stop + margin)])
+    for (start, stop), size, step in zip(box, shape, spacing, strict=True):
+        width = margin.voxels(stop - start, float(step))
+        widened.append([max(0, start - width), min(size, stop + width)])
     return widened
 
 
 def crop_case(
-    data: np.ndarray, roi: np.ndarray
+    data: np.ndarray, roi: np.ndarray, margin: RoiMargin | None = None, spacing: Sequence[float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BoundingBox, BoundingBox | None]:
-    """Two-step crop of (C, Z, Y, X) data and its (Z, Y, X) ROI.
+    """Two-step crop of (C, Z, Y, X) data and its (Z, Y, X) ROI, the second step with `margin` (default: 5%)
+    around the ROI (`spacing`, in mm per voxel, converts a margin in mm).
 
     Returns the cropped data, ROI (0-voxels outside the body set to -1), body mask, the nonzero box in
     original coordinates and the ROI box relative to the nonzero crop (None when the ROI has no foreground).
@@ -59,6 +86,6 @@ def crop_case(
     roi[(roi == 0) & ~body] = OUTSIDE_BODY
     roi_box = bounding_box(roi > 0)
     if roi_box is not None:
-        roi_box = widen_box(roi_box, roi.shape)
+        roi_box = widen_box(roi_box, roi.shape, margin=margin, spacing=spacing)
         data, roi, body = crop_to_box(data, roi_box), crop_to_box(roi, roi_box), crop_to_box(body, roi_box)
     return np.ascontiguousarray(data), np.ascontiguousarray(roi), np.ascontiguousarray(body), nonzero_box, roi_box

@@ -16,7 +16,7 @@ from universalclassifier.dataset.image_io import MAX_INPUT_VOXELS, Geometry, com
 from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.case_properties import CaseProperties
-from universalclassifier.preprocessing.cropping import BoundingBox, crop_case
+from universalclassifier.preprocessing.cropping import OUTSIDE_BODY, BoundingBox, RoiMargin, crop_case
 from universalclassifier.preprocessing.normalization import normalize
 from universalclassifier.preprocessing.padding import center_pad_or_crop
 from universalclassifier.preprocessing.resampling import (
@@ -136,13 +136,20 @@ def load_and_crop(
     roi_file: Path | None,
     num_roi_classes: int | None = None,
     max_input_voxels: int = MAX_INPUT_VOXELS,
+    margin: RoiMargin | None = None,
 ) -> CroppedCase:
-    """Load a case (see `load_case`) and crop it to the nonzero region, then to the ROI with a 5% margin."""
+    """Load a case (see `load_case`) and crop it to the nonzero region, then to the ROI with `margin` (default 5%)."""
     data, roi, geometry = load_case(case_id, image_files, roi_file, num_roi_classes, max_input_voxels)
-    data, roi, body, nonzero_box, roi_box = crop_case(data, roi)
+    data, roi, body, nonzero_box, roi_box = crop_case(data, roi, margin, geometry.spacing)
     if roi_file is not None and roi_box is None:
         logger.warning("case %s: ROI has no foreground; using the nonzero crop.", case_id)
     return CroppedCase(case_id, data, roi, body, geometry, nonzero_box, roi_box)
+
+
+def body_as_roi(case: CroppedCase) -> None:
+    """For tasks without ROI files: the ROI becomes the body (the filled nonzero mask), -1 outside it, so that the
+    network's ROI channel and descriptors see the body's shape rather than its bounding box."""
+    case.roi = np.where(case.body, case.roi, OUTSIDE_BODY).astype(case.roi.dtype)
 
 
 def preprocess_case(
@@ -155,6 +162,9 @@ def preprocess_case(
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
 ) -> tuple[np.ndarray, CaseProperties]:
     """Preprocess one case with a plan: crop, transpose, resample, normalize, fit to the image size.
+
+    With the plans' "percentile" size rule a case larger than the image size is resampled down to fit (its zoom,
+    below 1, is in its properties: the network reads its true size with it); with "max" it is cropped centrally.
 
     Returns a float32 array (modalities + 1, *image_size) whose last channel is the ROI label map (-1 outside
     the body), and the case's properties (without classification targets). Refused with a UserInputError before
@@ -176,7 +186,9 @@ def preprocess_case(
         raise UserInputError(
             f"case {case_id}: the model was trained without ROI segmentations; do not give an ROI file."
         )
-    case = load_and_crop(case_id, image_files, roi_file, plans.num_roi_classes, max_input_voxels)
+    case = load_and_crop(case_id, image_files, roi_file, plans.num_roi_classes, max_input_voxels, plans.roi_margin)
+    if plans.roi_from_body:
+        body_as_roi(case)
     axes = list(plans.transpose_forward)
     data = case.data.transpose([0] + [a + 1 for a in axes])
     roi = case.roi.transpose(axes)
@@ -192,6 +204,10 @@ def preprocess_case(
             f"image size is {plans.image_size}). Check the spacing in the image header ({Path(image_files[0])}), or "
             "raise max_resampled_voxels."
         )
+    zoom = zoom_to_fit(roi.shape, spacing, plans) if plans.size_rule == "percentile" else 1.0
+    if zoom < 1:
+        fitted = zip(plans.image_size, roi.shape, spacing, plans.target_spacing, strict=True)
+        new_shape = tuple(min(image, max(1, round(n * step / target * zoom))) for image, n, step, target in fitted)
     separate_axis = separate_z_axis(spacing, plans.target_spacing)
     data = resample_image(data, new_shape, separate_axis)
     roi = resample_labels(roi, new_shape, separate_axis)
@@ -220,8 +236,16 @@ def preprocess_case(
         separate_z_axis=separate_axis,
         pad_offsets=offsets,
         roi_classes_present=sorted(int(v) for v in np.unique(case.roi) if v > 0),
+        zoom=zoom,
     )
     return np.ascontiguousarray(stacked, dtype=np.float32), properties
+
+
+def zoom_to_fit(size: Sequence[int], spacing: Sequence[float], plans: Plans) -> float:
+    """The factor (at most 1) that shrinks a crop of `size` voxels at `spacing` to fit the plans' image size at their
+    target spacing, all in the plans' axis order."""
+    extents = [n * step / target for n, step, target in zip(size, spacing, plans.target_spacing, strict=True)]
+    return min(1.0, *(image / extent for image, extent in zip(plans.image_size, extents, strict=True)))
 
 
 def roi_to_unit_interval(roi: np.ndarray, num_roi_classes: int) -> np.ndarray:

@@ -127,11 +127,11 @@ class RoiToChannel(AbstractTransform):
 
 
 class ToTensors(AbstractTransform):
-    """Turn "data", "target" (NaN where unknown) and "covariates" (if any) into contiguous float32 tensors; other
-    keys stay as they are."""
+    """Turn "data", "target" (NaN where unknown), "zoom" and "covariates" (if any) into contiguous float32 tensors;
+    other keys stay as they are."""
 
     def __call__(self, **data_dict: Any) -> dict:
-        for key in ("data", "target", "covariates"):
+        for key in ("data", "target", "zoom", "covariates"):
             if key in data_dict:
                 data_dict[key] = torch.from_numpy(np.ascontiguousarray(data_dict[key], dtype=np.float32))
         return data_dict
@@ -293,6 +293,7 @@ def make_batch_generator(
     augmentation: str = "nnunet",
     balanced_sampling: bool = False,
     covariates: np.ndarray | None = None,
+    zooms: np.ndarray | None = None,
 ) -> BatchGenerator:
     """An endless, seeded iterator of tensor batches; call its `shutdown` after use.
 
@@ -303,7 +304,7 @@ def make_batch_generator(
     """
     checked_int(num_workers, "num_workers", 0)
     weights = class_balanced_weights(np.asarray(targets)[:, 0]) if balanced_sampling else None
-    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights, covariates)
+    loader = CaseBatchLoader(array_files, targets, batch_size, case_ids, weights, covariates, zooms)
     transforms = training_transforms(plans, augmentation) if train else validation_transforms(plans)
     pin_memory = torch.cuda.is_available()
     if num_workers == 0:

@@ -18,7 +18,8 @@ class CaseBatchLoader(SlimDataLoaderBase):
     """Draw batches of whole cases at random, with replacement, from preprocessed arrays.
 
     Cases are drawn uniformly, or with the given per-case `sample_weights` (probabilities summing to 1). With
-    `covariates` (one encoded row per case), each batch also holds the drawn cases' rows as "covariates".
+    `covariates` (one encoded row per case), each batch also holds the drawn cases' rows as "covariates"; every batch
+    holds the cases' zooms (`zooms`, default 1: see preprocessing) as "zoom", shape (batch, 1).
 
     Each array is ``(num_modalities + 1, *image_size)`` float32 with the ROI label map as its last channel; all
     arrays must share one shape. Sampling uses the global ``np.random``, which batchgenerators' augmenters seed
@@ -33,6 +34,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
         case_ids: Sequence[str] | None = None,
         sample_weights: np.ndarray | None = None,
         covariates: np.ndarray | None = None,
+        zooms: np.ndarray | None = None,
     ) -> None:
         files = [Path(f) for f in array_files]
         if not files:
@@ -60,7 +62,11 @@ class CaseBatchLoader(SlimDataLoaderBase):
                 raise ValueError("sample_weights must hold one non-negative probability per case, summing to 1.")
         if covariates is not None and (np.ndim(covariates) != 2 or len(covariates) != len(files)):
             raise ValueError(f"covariates must be one row per case ({len(files)}), got shape {np.shape(covariates)}.")
+        zooms = np.ones(len(files)) if zooms is None else np.asarray(zooms, dtype=np.float64)
+        if zooms.shape != (len(files),) or not ((zooms > 0) & (zooms <= 1)).all():
+            raise ValueError(f"zooms must hold one number in (0, 1] per case ({len(files)}), got {zooms!r}.")
         super().__init__(files, int(batch_size))
+        self.zooms = zooms.astype(np.float32)[:, None]
         self.covariates = None if covariates is None else np.asarray(covariates, dtype=np.float32)
         self.sample_weights = sample_weights
         self.targets = targets.astype(np.float32)
@@ -81,6 +87,7 @@ class CaseBatchLoader(SlimDataLoaderBase):
             "seg": seg,
             "target": self.targets[indices],
             "keys": [self.case_ids[i] for i in indices],
+            "zoom": self.zooms[indices],
         }
         if self.covariates is not None:
             batch["covariates"] = self.covariates[indices]

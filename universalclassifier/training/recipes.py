@@ -39,6 +39,7 @@ class Recipe:
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults), "light" (spatial, mirroring, intensity) or "mirror"
     balanced_sampling: bool  # draw training cases with inverse class frequency (first head)
+    prior_correction: bool = True  # after training, shift nominal heads' logits back to the real class frequencies
 
     def check(self) -> None:
         """Refuse unknown choices and out-of-range numbers."""
@@ -100,6 +101,7 @@ AUC23 = Recipe(
     label_smoothing=0.0,
     augmentation="nnunet",
     balanced_sampling=False,
+    prior_correction=False,
 )
 
 # The default: what won on the quality suite (benchmarks/bench_quality.py; README "Training recipe"). The heads

@@ -365,11 +365,12 @@ def _read_checked_splits(splits_file: Path, case_ids: Sequence[str], groups: Map
     validated = {c for fold in splits for c in fold["val"]}
     uncovered = sorted(known - validated)
     if uncovered:
+        shown = ", ".join(uncovered[:10]) + (f", ... ({len(uncovered) - 10} more)" if len(uncovered) > 10 else "")
         logger.warning(
             "%d case(s) are in no validation fold of %s and will never be validated: %s",
             len(uncovered),
             splits_file,
-            uncovered,
+            shown,
         )
     for index, spanning in groups_spanning_folds(splits, groups or {}).items():
         for group, members in spanning.items():

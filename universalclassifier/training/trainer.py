@@ -29,10 +29,11 @@ from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, ArtifactLayout,
 from universalclassifier.planning.stage import read_preprocessed_cases, rerun_command
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import to_network_input
-from universalclassifier.training.augmentation import BatchGenerator, make_batch_generator
+from universalclassifier.training.augmentation import BatchGenerator, class_balanced_weights, make_batch_generator
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
 from universalclassifier.training.losses import summed_loss
 from universalclassifier.training.optimization import Optimizers
+from universalclassifier.training.prior_correction import sampling_prior_shifts, shift_head_biases
 from universalclassifier.training.progress import plot_progress
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
@@ -105,6 +106,7 @@ class ClassifierTrainer:
         self.case_covariates = {
             case: encode_covariates(self.plans.covariates, values) for case, values in stage.covariates.items()
         }
+        self.case_zooms = stage.zooms
         self.train_ids, self.val_ids = self._split()
         self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
         torch.manual_seed(options.seed)
@@ -118,6 +120,7 @@ class ClassifierTrainer:
         self.best_val_loss_ma = math.inf
         self.best_epoch: int | None = None
         self.max_weight_difference: float | None = None
+        self.prior_shifts: dict[str, list[float]] = {}
 
     # ----------------------------------------------------------------- set-up
     def _load_plans(self) -> Plans:
@@ -172,6 +175,7 @@ class ClassifierTrainer:
             augmentation=self.recipe.augmentation,
             balanced_sampling=train and self.recipe.balanced_sampling and self._first_head_is_a_class(),
             covariates=self._covariates(case_ids),
+            zooms=np.array([self.case_zooms[c] for c in case_ids]),
         )
 
     # ----------------------------------------------------------- checkpoints
@@ -195,6 +199,7 @@ class ClassifierTrainer:
             "options": asdict(self.options),
             "best_val_loss_ma": None if math.isinf(self.best_val_loss_ma) else self.best_val_loss_ma,
             "best_epoch": self.best_epoch,
+            "prior_shifts": self.prior_shifts,
             "log": self.log.to_dict(),
         }
 
@@ -297,9 +302,10 @@ class ClassifierTrainer:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         covariates = batch["covariates"].to(self.device) if "covariates" in batch else None
+        zoom = batch["zoom"].to(self.device)
         self.optimizers.zero_grad()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            outputs = self.model(data, covariates)
+            outputs = self.model(data, covariates, zoom)
             loss = summed_loss(self.plans.classification_labels, outputs, target, self.recipe.label_smoothing)
         self.scaler.scale(loss).backward()
         for optimizer in self.optimizers.all:
@@ -311,10 +317,11 @@ class ClassifierTrainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def _outputs(self, data: torch.Tensor, covariates: torch.Tensor | None) -> list[torch.Tensor]:
+    def _outputs(self, data: torch.Tensor, covariates: torch.Tensor | None, zoom: torch.Tensor) -> list[torch.Tensor]:
         covariates = None if covariates is None else covariates.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            return [output.float() for output in self.network(data.to(self.device, non_blocking=True), covariates)]
+            outputs = self.network(data.to(self.device, non_blocking=True), covariates, zoom.to(self.device))
+            return [output.float() for output in outputs]
 
     def _mean_over_ranks(self, value: float) -> float:
         if not self.context.enabled:
@@ -359,7 +366,7 @@ class ClassifierTrainer:
         targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
             batch = next(batches)
-            outputs = self._outputs(batch["data"], batch.get("covariates"))
+            outputs = self._outputs(batch["data"], batch.get("covariates"), batch["zoom"])
             losses.append(float(summed_loss(labels, outputs, batch["target"].to(self.device))))
             for i, prediction in enumerate(head_predictions(labels, outputs)):
                 predictions[i].append(prediction.cpu().numpy())
@@ -430,9 +437,25 @@ class ClassifierTrainer:
             raise RuntimeError(
                 f"Weights differ across the {self.context.world_size} processes by up to {self.max_weight_difference}."
             )
+        self._correct_sampling_prior()
         self.save(ArtifactLayout.FINAL, with_optimizer=False)
         if self.context.is_main:
             self.validate()
+
+    def _correct_sampling_prior(self) -> None:
+        """Shift the nominal heads' logits from the balanced sampling's class frequencies back to the training cases'
+        (see training/prior_correction.py); recorded in the final checkpoint's metadata."""
+        balanced = self.recipe.balanced_sampling and self._first_head_is_a_class()
+        if not (balanced and self.recipe.prior_correction):
+            return
+        targets = np.array([self.case_targets[c] for c in self.train_ids], dtype=np.float64)
+        self.prior_shifts = sampling_prior_shifts(
+            self.plans.classification_labels, targets, class_balanced_weights(targets[:, 0])
+        )
+        shift_head_biases(self.network.heads, self.plans.classification_labels, self.prior_shifts)
+        logger.info("Logit shifts undoing the balanced sampling: %s", {
+            name: [round(v, 3) for v in shift] for name, shift in self.prior_shifts.items()
+        })
 
     # ------------------------------------------------------------ validation
     def validate(self) -> dict:
@@ -444,7 +467,8 @@ class ClassifierTrainer:
             array = to_network_input(np.load(self._array_file(case_id)), self.plans.num_roi_classes)
             covariates = self._covariates([case_id])
             case_covariates = None if covariates is None else torch.from_numpy(covariates)
-            outputs = self._outputs(torch.from_numpy(array[None]), case_covariates)
+            zoom = torch.tensor([[self.case_zooms[case_id]]], dtype=torch.float32)
+            outputs = self._outputs(torch.from_numpy(array[None]), case_covariates, zoom)
             for label, prediction in zip(labels, head_predictions(labels, outputs), strict=True):
                 predictions[label.name].append(prediction[0].cpu().numpy())
         stacked = {head: np.stack(values) for head, values in predictions.items()}
