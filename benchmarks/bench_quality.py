@@ -37,6 +37,7 @@ from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.paths import TRAINER, TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+from universalclassifier.planning.planner import PlanningOptions
 from universalclassifier.synthetic_kinds import KINDS, SPECS, generate_kind_task
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
@@ -108,7 +109,7 @@ def run_kind(kind: str, seed: int, recipe: Recipe, trainer: str, args: argparse.
     folder = generate_kind_task(root, kind, task_id, num_cases=args.cases, num_test=args.test_cases, seed=seed)
     dataset = json.loads((folder / "dataset.json").read_text())
     head = SPECS[kind].head["name"]
-    plan_and_preprocess(root, task_id, num_workers=args.workers, show_progress=False)
+    plan_and_preprocess(root, task_id, num_workers=args.workers, show_progress=False, planning=args.planning)
     paths = TaskPaths.find(root, task_id)
     options = TrainingOptions(
         max_num_epochs=args.epochs, num_batches_per_epoch=args.batches, num_val_batches_per_epoch=args.val_batches,
@@ -190,11 +191,16 @@ def main() -> None:
     parser.add_argument("--test_cases", type=int, default=60, help="held-out test cases per task")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no_reference", action="store_true", help="skip the radiomics reference")
+    parser.add_argument("--size_rule", choices=("percentile", "max"), default="percentile", help="planning size rule")
+    parser.add_argument("--no_body_roi", action="store_true", help="without ROI files: the whole crop is the ROI")
     parser.add_argument("--output", type=Path, help="write results JSON and a markdown table (.md beside it)")
     parser.add_argument("--keep", type=Path, help="keep generated tasks and models in this folder")
     parser.add_argument("--verbose", action="store_true", help="log every training epoch")
     args = parser.parse_args()
     args.epochs, args.batches = (int(v) for v in args.budget.lower().split("x"))
+    args.planning = dataclasses.replace(
+        PlanningOptions() if args.size_rule == "percentile" else PlanningOptions.auc23(), body_roi=not args.no_body_roi
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("universalclassifier").setLevel(logging.INFO if args.verbose else logging.WARNING)
     recipe = _override(recipe_for(args.trainer), args.set)
@@ -204,6 +210,7 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     report = {
         "benchmark": "quality", "device": device, "trainer": args.trainer, "recipe": recipe.to_dict(),
+        "planning": dataclasses.asdict(args.planning),
         "budget": {"epochs": args.epochs, "batches_per_epoch": args.batches}, "results": results,
     }
     print(json.dumps(report, indent=2))

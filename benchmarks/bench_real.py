@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--size_rule", choices=("percentile", "max"), default="percentile")
     parser.add_argument("--size_percentile", type=float, default=DEFAULT_SIZE_PERCENTILE)
     parser.add_argument("--roi_margin_mm", type=float, default=0.0)
+    parser.add_argument("--no_body_roi", action="store_true", help="without ROI files: the whole crop is the ROI")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no_reference", action="store_true", help="skip the radiomics reference (LIDC)")
     parser.add_argument("--output", type=Path, help="write results JSON and a markdown table (.md beside it)")
@@ -317,7 +318,9 @@ def main() -> None:
     args = parser.parse_args()
     args.epochs, args.batches = (int(v) for v in args.budget.lower().split("x"))
     percentile = 100.0 if args.size_rule == "max" else args.size_percentile
-    args.planning = PlanningOptions(args.size_rule, percentile, roi_margin_mm=args.roi_margin_mm)
+    args.planning = PlanningOptions(
+        args.size_rule, percentile, roi_margin_mm=args.roi_margin_mm, body_roi=not args.no_body_roi
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("universalclassifier").setLevel(logging.INFO if args.verbose else logging.WARNING)
     recipe = _override(recipe_for(args.trainer), args.set)
@@ -334,7 +337,7 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
     title = (f"{args.trainer} {' '.join(args.set)} ({args.epochs}x{args.batches}, size rule {args.size_rule} "
-             f"{percentile:g}, margin {args.roi_margin_mm:g} mm)")
+             f"{percentile:g}, margin {args.roi_margin_mm:g} mm, body ROI {not args.no_body_roi})")
     table = markdown_tables(results, title)
     print(json.dumps(report, indent=2))
     print(table)

@@ -370,3 +370,15 @@ def test_plans_from_before_the_size_rule_load_as_the_auc23_planning_with_their_h
     for bad in ({"size_rule": "median"}, {"size_percentile": 0}, {"roi_margin_mm": "5"}):
         with pytest.raises(UserInputError, match="size_rule must be one of"):
             Plans.from_dict({**new.to_dict(), **bad}, "plans.json")
+
+
+def test_without_rois_the_whole_crop_is_the_roi_with_no_body_roi(tmp_path):
+    generate_task(tmp_path, 4, "NoBody", num_cases=6, with_roi=False, base_size=(16, 20, 20), seed=4)
+    result = run_script("uc_plan_and_preprocess.sh", str(tmp_path), "-t", "4", "-tf", "1", "--no_body_roi")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "preprocessed" / "Task004_NoBody"
+    raw_plans = json.loads((out / PLANS_FILENAME).read_text())
+    assert "roi_from_body" not in raw_plans and not Plans.load(out / PLANS_FILENAME).roi_from_body  # AUC23's ROI
+    for path in (out / STAGE_FOLDER).glob("*.npy"):
+        values = set(np.unique(np.load(path)[-1]).tolist())
+        assert 1.0 in values and values <= {0.0, 1.0}  # 1 in the whole crop (no -1 outside the body), 0 in the padding

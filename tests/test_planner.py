@@ -98,6 +98,7 @@ def test_planning_options_check_their_values_and_auc23_is_the_max_rule():
     assert (auc23.size_rule, auc23.size_percentile, auc23.roi_margin_fraction, auc23.roi_margin_mm) == (
         "max", 100.0, 0.05, 0.0
     )
+    assert PlanningOptions().body_roi and not auc23.body_roi
     for bad in ({"size_rule": "median"}, {"size_percentile": 0}, {"roi_margin_mm": -1}):
         with pytest.raises(UserInputError):
             PlanningOptions(**bad)

@@ -74,6 +74,10 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
         help="context kept around the ROI per side, in mm, on top of 5%% of its extent (default 0)",
     )
     parser.add_argument(
+        "--no_body_roi", action="store_true",
+        help="tasks without ROI files: use the whole crop as the ROI (AUC23) instead of the body (nonzero mask)",
+    )
+    parser.add_argument(
         "--verify_dataset_integrity",
         action="store_true",
         help="accepted for nnU-Net compatibility; the task is always validated before planning",
@@ -90,7 +94,9 @@ def _plan_and_preprocess(args: argparse.Namespace) -> None:
     if args.size_rule == "max" and args.size_percentile is not None:
         raise UserInputError("--size_percentile applies to --size_rule percentile only.")
     percentile = 100.0 if args.size_rule == "max" else args.size_percentile or DEFAULT_SIZE_PERCENTILE
-    planning = PlanningOptions(args.size_rule, percentile, roi_margin_mm=args.roi_margin_mm)
+    planning = PlanningOptions(
+        args.size_rule, percentile, roi_margin_mm=args.roi_margin_mm, body_roi=not args.no_body_roi
+    )
     plan_and_preprocess_tasks(
         args.data_root, args.task, num_workers=args.tf, preprocess=not args.no_pp, show_progress=not args.quiet,
         limits=_limits(args), planning=planning,

@@ -121,15 +121,16 @@ def fingerprint_case(
     seed: int,
     generated_roi_file: Path | None = None,
     margin: RoiMargin | None = None,
+    body_roi: bool = True,
 ) -> CaseFingerprint:
     """Load and crop one case (ROI `margin`, default 5%) and describe it; sample at most 10,000 ROI-foreground voxels
     per CT channel.
 
-    With `generated_roi_file` (the task has no ROIs), also write the all-foreground ROI this case uses; the ROI
-    foreground is then the body (see `body_as_roi`).
+    With `generated_roi_file` (the task has no ROIs), also write the all-foreground ROI this case uses; with
+    `body_roi` the ROI foreground is then the body (see `body_as_roi`).
     """
     case = load_and_crop(case_id, image_files, roi_file, margin=margin)
-    if generated_roi_file is not None:
+    if generated_roi_file is not None and body_roi:
         body_as_roi(case)
     if generated_roi_file is not None:
         write_image(np.ones(case.geometry.size, dtype=np.uint8), case.geometry, generated_roi_file)

@@ -200,6 +200,7 @@ def _plan_validated(
                     FINGERPRINT_SEED,
                     None if validated.uses_roi else roi_files[c.case_id],
                     planning.margin,
+                    planning.body_roi,
                 )
                 for c in validated.cases
             ],

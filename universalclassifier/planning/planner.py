@@ -31,21 +31,25 @@ class PlanningOptions:
     `size_rule` "percentile" (the default) makes the image hold `size_percentile`% of the cases on each axis and
     zooms larger cases down to fit (their true size stays known to the network, see preprocessing); "max" (AUC23)
     makes it hold every case, padding the others. The margin is `roi_margin_fraction` of the ROI's extent plus
-    `roi_margin_mm` per side (AUC23: 5%, 0 mm). `auc23()` gives the AUC23 planning.
+    `roi_margin_mm` per side (AUC23: 5%, 0 mm). Without ROI files the ROI is the body (`body_roi`; AUC23: the whole
+    crop). `auc23()` gives the AUC23 planning.
     """
 
     size_rule: str = "percentile"
     size_percentile: float = DEFAULT_SIZE_PERCENTILE
     roi_margin_fraction: float = ROI_MARGIN_FRACTION
     roi_margin_mm: float = 0.0
+    body_roi: bool = True  # for tasks without ROI files: the body is the ROI (False: the whole crop, as in AUC23)
 
     def __post_init__(self) -> None:
-        check_planning_fields({**asdict(self), "roi_from_body": False}, "Planning options")
+        fields = {**asdict(self), "roi_from_body": self.body_roi}
+        del fields["body_roi"]
+        check_planning_fields(fields, "Planning options")
 
     @classmethod
     def auc23(cls) -> PlanningOptions:
         """The predecessor's planning: an image that holds the largest case, 5% ROI margin."""
-        return cls(size_rule="max", size_percentile=100.0)
+        return cls(size_rule="max", size_percentile=100.0, body_roi=False)
 
     @property
     def margin(self) -> RoiMargin:
@@ -158,5 +162,5 @@ def plan_experiment(
         size_percentile=percentile,
         roi_margin_fraction=options.roi_margin_fraction,
         roi_margin_mm=options.roi_margin_mm,
-        roi_from_body=not uses_roi,
+        roi_from_body=options.body_roi and not uses_roi,
     )

@@ -302,7 +302,7 @@ class ClassifierTrainer:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         covariates = batch["covariates"].to(self.device) if "covariates" in batch else None
-        zoom = batch["zoom"].to(self.device)
+        zoom = batch["zoom"].to(self.device) if "zoom" in batch else None  # none: no case was zoomed
         self.optimizers.zero_grad()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             outputs = self.model(data, covariates, zoom)
@@ -317,10 +317,13 @@ class ClassifierTrainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def _outputs(self, data: torch.Tensor, covariates: torch.Tensor | None, zoom: torch.Tensor) -> list[torch.Tensor]:
+    def _outputs(
+        self, data: torch.Tensor, covariates: torch.Tensor | None, zoom: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         covariates = None if covariates is None else covariates.to(self.device)
+        zoom = None if zoom is None else zoom.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            outputs = self.network(data.to(self.device, non_blocking=True), covariates, zoom.to(self.device))
+            outputs = self.network(data.to(self.device, non_blocking=True), covariates, zoom)
             return [output.float() for output in outputs]
 
     def _mean_over_ranks(self, value: float) -> float:
@@ -366,7 +369,7 @@ class ClassifierTrainer:
         targets: list[np.ndarray] = []
         for _ in range(self.options.num_val_batches_per_epoch):
             batch = next(batches)
-            outputs = self._outputs(batch["data"], batch.get("covariates"), batch["zoom"])
+            outputs = self._outputs(batch["data"], batch.get("covariates"), batch.get("zoom"))
             losses.append(float(summed_loss(labels, outputs, batch["target"].to(self.device))))
             for i, prediction in enumerate(head_predictions(labels, outputs)):
                 predictions[i].append(prediction.cpu().numpy())
