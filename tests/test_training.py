@@ -217,6 +217,27 @@ def test_epoch_hooks_on_fake_batches(task, tmp_path):
     assert not (trainer.output_folder / "model_latest.model").exists()  # save_every 5, and training not done
 
 
+def test_bf16_autocast_on_the_cpu_trains_all_layers_and_keeps_float32_weights(task, tmp_path):
+    options = TrainingOptions(
+        max_num_epochs=2, num_batches_per_epoch=2, num_val_batches_per_epoch=1, num_workers=0, show_progress=False,
+        bf16=True,
+    )
+    trainer = ClassifierTrainer(task, 2, options, trainer_name="ClassifierTrainer")
+    assert trainer.use_autocast and trainer.autocast_dtype == torch.bfloat16 and not trainer.use_amp
+    trainer.output_folder = tmp_path / "fold_2"
+    trainer.epoch = 1  # the second half: every layer learns
+    data = torch.rand(2, trainer.plans.num_modalities + 1, 8, 16, 16)
+    batch = {"data": data, "target": torch.tensor([[0, 1], [1, 0]])}
+    before = {name: p.detach().clone() for name, p in trainer.network.named_parameters()}
+    result = trainer.train_epoch(iter([batch, batch]))
+    assert np.isfinite(result.loss) and not result.backbone_frozen
+    assert all(p.dtype == torch.float32 for p in trainer.network.parameters())
+    assert sum(not torch.equal(before[name], p) for name, p in trainer.network.named_parameters()) > len(before) // 2
+    assert trainer._metadata()["autocast"] == "bfloat16"
+    fp32 = ClassifierTrainer(task, 2, TrainingOptions(bf16=True, fp32=True, show_progress=False))
+    assert not fp32.use_autocast and fp32._metadata()["autocast"] is None  # --fp32 wins
+
+
 def test_training_log_round_trip_and_damage():
     log = TrainingLog.for_heads(["a", "b"])
     log.record(TrainResult(1.0, 1e-3, False, 2.0, 0.1), ValidationResult(2.0, {"a": 0.5, "b": None}), 2.5)

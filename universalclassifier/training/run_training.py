@@ -39,7 +39,10 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation_only", action="store_true", help="only recompute validation/ from the final checkpoint"
     )
-    parser.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA (CPU always trains in fp32)")
+    parser.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA (and no --bf16 on the CPU)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="CPU: bfloat16 autocast (faster on CPUs with AVX-512 BF16; default fp32)"
+    )
     parser.add_argument(
         "-p", "--plans_identifier", default=PLANS_IDENTIFIER, help=f"plans identifier (default {PLANS_IDENTIFIER})"
     )
@@ -105,6 +108,7 @@ def _train(args: argparse.Namespace) -> None:
         num_workers=args.num_workers,
         seed=args.seed,
         fp32=args.fp32,
+        bf16=args.bf16,
         save_every=args.save_every,
         show_progress=not args.quiet,
     )
