@@ -1,6 +1,8 @@
 import numpy as np
 
-from universalclassifier.preprocessing.cropping import bounding_box, crop_case, nonzero_mask, widen_box
+from universalclassifier.dataset.image_io import Geometry
+from universalclassifier.preprocessing.cropping import OUTSIDE_BODY, bounding_box, crop_case, nonzero_mask, widen_box
+from universalclassifier.preprocessing.preprocessor import CroppedCase, body_as_roi
 
 
 def test_bounding_box_is_half_open_and_none_when_empty():
@@ -56,3 +58,26 @@ def test_roi_without_foreground_falls_back_to_nonzero_crop():
     data[0, 1:9, 2:8, 3:7] = 5.0
     cropped, roi, _, _, roi_box = crop_case(data, np.zeros((10, 10, 10), np.int16))
     assert roi_box is None and cropped.shape == (1, 8, 6, 4) and (roi == 0).all()
+
+
+def _ct_case_with_air() -> CroppedCase:
+    """A CT slab: air (-1000 HU) everywhere, a 40 HU body with an air-filled hole (a lung) and a -100 HU fat layer."""
+    data = np.full((1, 12, 16, 16), -1000.0, np.float32)
+    data[0, 2:10, 3:13, 3:13] = 40.0
+    data[0, 2:10, 3:13, 3] = -100.0  # fat is tissue
+    data[0, 4:8, 6:10, 6:10] = -1000.0  # enclosed air: inside the body
+    roi = np.ones((12, 16, 16), np.int16)
+    cropped, roi_c, body, nonzero_box, roi_box = crop_case(data, roi)
+    geometry = Geometry((12, 16, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()))
+    return CroppedCase("ct", cropped, roi_c, body, geometry, nonzero_box, roi_box)
+
+
+def test_ct_body_without_rois_is_tissue_above_minus_500_hu_not_the_nonzero_air():
+    case = _ct_case_with_air()
+    assert case.body.all()  # air is nonzero: the nonzero mask is the whole image
+    body_as_roi(case, ct_channels=[0])
+    assert case.body.sum() == 8 * 10 * 10 and case.body[2:10, 3:13, 3:13].all()  # fat and the enclosed air inside
+    assert set(np.unique(case.roi[case.body]).tolist()) == {1} and (case.roi[~case.body] == OUTSIDE_BODY).all()
+    other = _ct_case_with_air()
+    body_as_roi(other)  # no CT channel named: the nonzero body (everything)
+    assert other.body.all() and (other.roi == 1).all()

@@ -131,6 +131,31 @@ def test_bad_arguments_give_one_line_errors(task, args, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_second_run_of_a_fold_in_training_is_refused_and_writes_nothing(task, trained):
+    log = (trained / "training_log.txt").read_text()
+    holder = subprocess.Popen(  # another process holds fold 0, as a running uc_train does
+        [sys.executable, "-c", "import sys, time; from universalclassifier.training.fold_lock import fold_lock\n"
+         "with fold_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(trained)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_script(
+            "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "--validation_only"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"is in use by another training run (uc_train, process {holder.pid} on" in result.stderr
+    assert (trained / "training_log.txt").read_text() == log  # the refused run wrote nothing into the fold
+    # the lock dies with its holder (here killed): the fold can be used again
+    again = run_script(
+        "uc_train.sh", str(task.data_root), "3d_fullres", "ClassifierTrainer", "5", "0", "--validation_only"
+    )
+    assert again.returncode == 0, again.stderr
+
+
 def test_missing_preprocessed_data_says_what_to_run(tmp_path):
     generate_task(tmp_path, 6, "NotPlanned", num_cases=6, base_size=(8, 12, 12))
     result = run_script("uc_train.sh", str(tmp_path), "3d_fullres", "ClassifierTrainer", "6", "0")

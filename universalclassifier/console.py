@@ -7,6 +7,7 @@ Imports nothing from the package but `errors`, so that any entry point (cli, tra
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -33,10 +34,30 @@ class ProgressBarFriendlyHandler(logging.Handler):
             self.handleError(record)
 
 
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free disk space (or choose another output folder) and run the command again; finished cases, "
+    "folds and checkpoints are kept",
+    errno.EDQUOT: "free space within your disk quota and run the command again",
+    errno.EACCES: "make the folder writable for you, or choose another output folder",
+    errno.EPERM: "make the folder writable for you, or choose another output folder",
+    errno.EROFS: "the file system is read-only: choose an output folder on a writable one",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and the fix where one is known."""
+    where = f" {exc.filename}" if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    fix = _OS_ERROR_FIXES.get(exc.errno or 0)
+    return f"{exc.strerror or exc}:{where}" + (f"; {fix}." if fix else ".")
+
+
 def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], None]) -> int:
     """Configure logging from --verbose/--quiet, run the job, and turn user mistakes into a one-line error.
 
-    Returns the exit code: 0, 2 after a UserInputError, 130 after Ctrl-C.
+    Returns the exit code: 0, 2 after a UserInputError or an operating-system error (a full disk, a read-only or
+    missing folder: one line naming the file), 130 after Ctrl-C.
     """
     console = ProgressBarFriendlyHandler()
     console.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
@@ -49,6 +70,9 @@ def run_command(args: argparse.Namespace, job: Callable[[argparse.Namespace], No
         job(args)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,7 +12,6 @@ imputed. The encoded vector is fused with the image features before the heads (n
 from __future__ import annotations
 
 import csv
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from universalclassifier.checks import MAX_ABS_NUMBER, finite_number, shown_value
 from universalclassifier.errors import UserInputError
 
 COVARIATE_TYPES = ("numeric", "categorical")
@@ -47,9 +47,13 @@ class Covariate:
         if value is None:
             return None
         if self.type == "numeric":
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                return float(value)
-            raise UserInputError(f"{source}: covariate '{self.name}' = {value!r} is not a finite number (or null).")
+            number = finite_number(value)
+            if number is not None:
+                return number
+            raise UserInputError(
+                f"{source}: covariate '{self.name}' = {shown_value(value)} is not a finite number of magnitude at most "
+                f"{MAX_ABS_NUMBER:g} (or null)."
+            )
         if isinstance(value, str) and value in self.values:
             return value
         raise UserInputError(

@@ -131,7 +131,7 @@ def fingerprint_case(
     """
     case = load_and_crop(case_id, image_files, roi_file, margin=margin)
     if generated_roi_file is not None and body_roi:
-        body_as_roi(case)
+        body_as_roi(case, ct_channels)
     if generated_roi_file is not None:
         write_image(np.ones(case.geometry.size, dtype=np.uint8), case.geometry, generated_roi_file)
     foreground = case.roi > 0

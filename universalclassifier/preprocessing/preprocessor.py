@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 
 from universalclassifier.checks import checked_int
 from universalclassifier.dataset.dicom_seg import read_roi
@@ -17,7 +18,7 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.case_properties import CaseProperties
 from universalclassifier.preprocessing.cropping import OUTSIDE_BODY, BoundingBox, RoiMargin, crop_case
-from universalclassifier.preprocessing.normalization import normalize
+from universalclassifier.preprocessing.normalization import CT, normalize
 from universalclassifier.preprocessing.padding import center_pad_or_crop
 from universalclassifier.preprocessing.resampling import (
     MAX_RESAMPLED_VOXELS,
@@ -28,6 +29,8 @@ from universalclassifier.preprocessing.resampling import (
 )
 
 logger = logging.getLogger(__name__)
+
+CT_BODY_HU = -500.0  # tissue threshold for the body of CT cases without ROI files: air is -1000 HU, fat about -100
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,17 @@ def load_and_crop(
     return CroppedCase(case_id, data, roi, body, geometry, nonzero_box, roi_box)
 
 
-def body_as_roi(case: CroppedCase) -> None:
-    """For tasks without ROI files: the ROI becomes the body (the filled nonzero mask), -1 outside it, so that the
-    network's ROI channel and descriptors see the body's shape rather than its bounding box."""
+def body_as_roi(case: CroppedCase, ct_channels: Sequence[int] = ()) -> None:
+    """For tasks without ROI files: the ROI becomes the body, -1 outside it, so that the network's ROI channel and
+    descriptors see the body's shape rather than its bounding box (and CT statistics come from tissue, not air).
+
+    The body is the filled nonzero mask; where the case has CT channels, only its voxels above `CT_BODY_HU` in one of
+    them (holes filled), since air (-1000 HU) is nonzero. A CT case without such voxels keeps the nonzero body.
+    """
+    if ct_channels:
+        tissue = binary_fill_holes(np.any(case.data[list(ct_channels)] > CT_BODY_HU, axis=0)) & case.body
+        if tissue.any():
+            case.body = tissue
     case.roi = np.where(case.body, case.roi, OUTSIDE_BODY).astype(case.roi.dtype)
 
 
@@ -188,7 +199,7 @@ def preprocess_case(
         )
     case = load_and_crop(case_id, image_files, roi_file, plans.num_roi_classes, max_input_voxels, plans.roi_margin)
     if plans.roi_from_body:
-        body_as_roi(case)
+        body_as_roi(case, [c for c, scheme in enumerate(plans.normalization_schemes) if scheme == CT])
     axes = list(plans.transpose_forward)
     data = case.data.transpose([0] + [a + 1 for a in axes])
     roi = case.roi.transpose(axes)

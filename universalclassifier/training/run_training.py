@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
@@ -95,6 +96,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     _check_arguments(args)
     from universalclassifier.training.distributed import init_distributed, shutdown_distributed
+    from universalclassifier.training.fold_lock import fold_lock
     from universalclassifier.training.recipes import recipe_for
     from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
@@ -118,19 +120,19 @@ def _train(args: argparse.Namespace) -> None:
     try:
         fold = args.fold if args.fold == "all" else int(args.fold)
         trainer = ClassifierTrainer(paths, fold, options, args.plans_identifier, context, args.trainer)
-        if context.is_main:
-            trainer.output_folder.mkdir(parents=True, exist_ok=True)
-        handler = _log_to_file(trainer.output_folder / "training_log.txt") if context.is_main else None
-        try:
-            if args.validation_only:
-                if context.is_main:
-                    trainer.validation_only()
-            else:
-                trainer.run_training(resume=args.continue_training)
-        finally:
-            if handler is not None:
-                logging.getLogger("universalclassifier").removeHandler(handler)
-                handler.close()
+        # the lock is taken before the log file is opened: a refused second run writes nothing into the fold
+        with fold_lock(trainer.output_folder) if context.is_main else nullcontext():
+            handler = _log_to_file(trainer.output_folder / "training_log.txt") if context.is_main else None
+            try:
+                if args.validation_only:
+                    if context.is_main:
+                        trainer.validation_only()
+                else:
+                    trainer.run_training(resume=args.continue_training)
+            finally:
+                if handler is not None:
+                    logging.getLogger("universalclassifier").removeHandler(handler)
+                    handler.close()
     finally:
         shutdown_distributed(context)
 
