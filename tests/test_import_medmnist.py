@@ -217,7 +217,7 @@ def test_other_files_and_options_are_refused(tmp_path, capsys):
         (text, [], "is not an .npz file"),
         (npy, [], "is a single NumPy array (.npy)"),
         (tmp_path / "missing.npz", [], "does not exist"),
-        (_npz(tmp_path / "good.npz", _arrays()), ["--label_name", "label"], "--label_name 'label' cannot be a head"),
+        (_npz(tmp_path / "good.npz", _arrays()), ["--label_name", "label"], "--label_name 'label' is not allowed"),
         (tmp_path / "good.npz", ["--labels", "x.csv"], "--labels applies only to --from deepreg-h5 and --from folder"),
         (tmp_path / "good.npz", ["--spacing", "1", "1", "1"], "--spacing applies only to"),
     ]

@@ -406,6 +406,31 @@ def test_no_importable_case_and_misused_options_are_refused(tmp_path, capsys):
     assert not data.exists() and not (images / "raw").exists()
 
 
+def test_true_false_label_cells_are_named_as_not_numbers(tmp_path, capsys):
+    images, _ = _folder_source(tmp_path, [0, 1, 0, 1, 0, 1])
+    rows = [[f"c{i}", ["true", "false"][i % 2]] for i in range(6)]
+    labels = _write_csv(tmp_path / "bools.csv", ["case_id", "y"], rows)
+    data = tmp_path / "data"
+    assert _import(data, "--from", "folder", str(images), "--labels", str(labels)) == 2
+    error = _error(capsys)
+    assert f"{labels}: column 'y' holds no numbers (its values include 'false', 'true')" in error, error
+    assert "No image" not in error and not data.exists()
+
+
+def test_folder_head_names_are_the_csv_columns_as_written(tmp_path, capsys):
+    images, _ = _folder_source(tmp_path, [0, 1, 0, 1, 0, 1])
+    head = "Severe COVID-19 (≥ 1 month)"
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"case_id,{head}\n" + "".join(f"c{i},{i % 2}\n" for i in range(6)), encoding="utf-8")
+    data = tmp_path / "data"
+    assert _import(data, "--from", "folder", str(images), "--labels", str(labels)) == 0
+    assert [h["name"] for h in _dataset(data)["classification_labels"]] == [head]
+    assert _targets(_dataset(data), head) == {f"c{i}": i % 2 for i in range(6)}
+    labels.write_text("case_id,image\n" + "".join(f"c{i},{i % 2}\n" for i in range(6)), encoding="utf-8")
+    assert _import(tmp_path / "other", "--from", "folder", str(images), "--labels", str(labels)) == 2
+    assert f"{labels}: column 'image' is not allowed: the pipeline uses" in _error(capsys)
+
+
 # ---------------------------------------------------------------------------------- pieces
 
 

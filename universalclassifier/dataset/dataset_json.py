@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
+from universalclassifier.checks import MAX_ABS_NUMBER, finite_number, shown_value
 from universalclassifier.covariates import COVARIATE_TYPES, Covariate, CovariateValue, check_case_covariates
 from universalclassifier.dataset.image_io import IMAGE_EXTENSIONS, split_extension
 from universalclassifier.errors import TaskValidationError, UserInputError
+from universalclassifier.names import NAME_RULE, file_name_clashes, is_name
 from universalclassifier.paths import is_nnunet_v2_folder
 from universalclassifier.plans import HEAD_TYPES, ClassificationLabel  # defined there: plans.json stores the heads too
 
@@ -19,17 +20,21 @@ REQUIRED_KEYS = ("modality", "classification_labels", "training")
 # ("labels": {"background": 0, ...}; v1: values to names) and gives the image files' "file_ending".
 REQUIRED_KEYS_V2 = ("channel_names", "classification_labels", "training")
 V2_LABELS_EXAMPLE = '{"background": 0, "organ": 1}'
-# Head names, modality names and case ids become parts of file names (CASE.npy, roc_<head>.png, ...), so they are
-# limited to characters that are safe in a file name on every platform and can never form a path.
-SAFE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-SAFE_NAME_RULE = (
-    "1 to 100 characters from A-Z, a-z, 0-9, '_', '-' and '.', starting with a letter or digit"
-)
+# Head names, covariate names and case ids are the user's words (see universalclassifier/names.py): any name that
+# follows NAME_RULE is accepted, and the files made from one (CASE.npy, roc_<head>.png, ...) use its file_name_for.
+# A head or covariate may not take a name the pipeline uses itself: the keys of a dataset.json training entry that
+# are not heads, and "case_id", the case column of every CSV and per-case JSON it reads and writes.
+RESERVED_ENTRY_KEYS = ("image", "label", "patient_id", "group", "covariates")
+RESERVED_NAMES = (*RESERVED_ENTRY_KEYS, "case_id")
 # Modality names are only shown (logs, reports, radiomics columns), never used in a path: any printable text will do.
 MODALITY_NAME_RULE = "1 to 100 printable characters without '/' or '\\'"
 # ROI label maps are stored as int16 and every label costs one full-volume resampling per case; 256 labels is all
 # an 8-bit label map holds (TotalSegmentator, one of the largest label sets in use, has 117).
 MAX_ROI_LABELS = 256
+# A nominal or ordinal head has one network output per value, and its confusion matrix, per-value ROC curves and
+# bootstrap cost grow with the square of the number of values (20 000 values: a 3 GiB confusion matrix). 1000 is the
+# ImageNet label set, far beyond any 3D medical label set, and keeps that matrix at 8 MB.
+MAX_HEAD_VALUES = 1000
 # A regression head is standardized with its training cases' mean and SD and reported with R² and correlations: fewer
 # known values than this say nothing.
 MIN_REGRESSION_VALUES = 5
@@ -63,11 +68,6 @@ class DatasetDescription:
     @property
     def num_modalities(self) -> int:
         return len(self.modalities)
-
-
-def is_safe_name(name: object) -> bool:
-    """Whether `name` is a string that may be used as a file-name component (see SAFE_NAME_RULE)."""
-    return isinstance(name, str) and SAFE_NAME_PATTERN.fullmatch(name) is not None
 
 
 def is_modality_name(name: object) -> bool:
@@ -128,10 +128,7 @@ def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
             problems.append(f"classification_labels[{i}] needs a non-empty string 'name'.")
             continue
         name = item["name"]
-        if not is_safe_name(name):
-            problems.append(
-                f"classification label name {name!r} is not allowed: names become file names, so use {SAFE_NAME_RULE}."
-            )
+        if not _check_name(name, f"classification_labels[{i}]: name", problems):
             continue
         kind = _head_type(item, name, problems)
         if kind is None:
@@ -148,30 +145,63 @@ def _parse_heads(raw: object, problems: list[str]) -> list[ClassificationLabel]:
             values = _consecutive_int_keys(item.get("values"), f"classification label '{name}' 'values'", 2, problems)
         if values is None:
             continue
+        if len(values) > MAX_HEAD_VALUES:
+            problems.append(
+                f"classification label '{name}' has {len(values)} values, more than MAX_HEAD_VALUES = "
+                f"{MAX_HEAD_VALUES}; merge values (a head has one network output per value), or make it a regression "
+                "head if its values are measurements."
+            )
+            continue
         if any(h.name == name for h in heads):
             problems.append(f"classification label name '{name}' appears twice; names must be unique.")
             continue
         heads.append(ClassificationLabel(name=name, type=kind, values=tuple(str(v) for v in values)))
+    for first, second, form in file_name_clashes([h.name for h in heads], ignore_case=True):
+        problems.append(
+            f"classification labels '{first}' and '{second}' would share the file name '{form}' (in plots such as "
+            f"roc_{form}.png; letter case does not tell files apart on Windows and macOS); rename one of them."
+        )
     return heads
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot name a head or covariate (see NAME_RULE and RESERVED_NAMES), e.g. "'image' is not allowed:
+    ...", or None when it can."""
+    if not is_name(name):
+        return f"{shown_value(name, 120)} is not allowed: use {NAME_RULE}"
+    if name in RESERVED_NAMES:
+        return (
+            f"'{name}' is not allowed: the pipeline uses {list(RESERVED_NAMES)} for other things (keys of a training "
+            "entry, the case column of CSV files); rename it"
+        )
+    return None
+
+
+def _check_name(name: object, what: str, problems: list[str]) -> bool:
+    """Whether a head or covariate name is usable (`name_problem`); records the problem if not."""
+    problem = name_problem(name)
+    if problem is not None:
+        problems.append(f"{what} {problem}.")
+    return problem is None
 
 
 def _target(case_id: str, head: ClassificationLabel, value: object, problems: list[str]) -> int | float | None:
     """A case's value for a head (None: unknown), or None after recording a problem."""
     if value is None:
         return None
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if head.is_regression:
-        if is_number and math.isfinite(value):  # type: ignore[arg-type]
-            return float(value)  # type: ignore[arg-type]
+        number = finite_number(value)
+        if number is not None:
+            return number
         problems.append(
-            f"case {case_id}: '{head.name}' = {value!r} is not a finite number; a regression head needs a number "
-            "(or null when unknown)."
+            f"case {case_id}: '{head.name}' = {shown_value(value)} is not a finite number of magnitude at most "
+            f"{MAX_ABS_NUMBER:g}; a regression head needs a number (or null when unknown)."
         )
     elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < head.num_values:
         return value
     else:
         problems.append(
-            f"case {case_id}: '{head.name}' = {value!r} is not one of the label's values "
+            f"case {case_id}: '{head.name}' = {shown_value(value)} is not one of the label's values "
             f"{list(range(head.num_values))}; use an integer key of its 'values' (or null when unknown)."
         )
     return None
@@ -204,11 +234,13 @@ def _parse_covariates(raw: object, problems: list[str]) -> list[Covariate]:
         name = item.get("name") if isinstance(item, dict) else None
         kind = item.get("type") if isinstance(item, dict) else None
         values = item.get("values") if isinstance(item, dict) else None
-        if not is_safe_name(name) or kind not in COVARIATE_TYPES:
+        if name is None or kind not in COVARIATE_TYPES:
             problems.append(
-                f"covariates[{i}] needs a 'name' ({SAFE_NAME_RULE}) and a 'type' among {list(COVARIATE_TYPES)}, e.g. "
+                f"covariates[{i}] needs a 'name' ({NAME_RULE}) and a 'type' among {list(COVARIATE_TYPES)}, e.g. "
                 f"{example}."
             )
+        elif not _check_name(name, f"covariates[{i}]: name", problems):
+            continue
         elif kind == "categorical" and (
             not isinstance(values, list) or len(set(values)) != len(values) or len(values) < 2
             or not all(isinstance(v, str) and v for v in values)
@@ -219,7 +251,7 @@ def _parse_covariates(raw: object, problems: list[str]) -> list[Covariate]:
         elif any(c.name == name for c in covariates):
             problems.append(f"covariate name '{name}' appears twice; names must be unique.")
         else:
-            covariates.append(Covariate(name, kind, tuple(values or ())))  # type: ignore[arg-type]
+            covariates.append(Covariate(name, kind, tuple(values or ())))
     return covariates
 
 
@@ -261,10 +293,10 @@ def _parse_entry(
         )
         return None
     case_id = split_extension(item["image"])[0]
-    if not is_safe_name(case_id):
+    if not is_name(case_id):
         problems.append(
-            f"training[{index}]: case id {case_id!r} (the file name in 'image' {item['image']!r}) is not allowed: case "
-            f"ids become file names, so use {SAFE_NAME_RULE}; rename the files and the entry."
+            f"training[{index}]: case id {shown_value(case_id, 120)} (the file name in 'image' "
+            f"{shown_value(item['image'], 160)}) is not allowed: use {NAME_RULE}; rename the files and the entry."
         )
         return None
     targets = {head.name: _target(case_id, head, item.get(head.name), problems) for head in heads}
@@ -440,7 +472,7 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         raise TaskValidationError(
             task_folder, [f"{path} does not exist; every task folder needs a dataset.json."]
         ) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also integers beyond Python's digit limit
         raise TaskValidationError(task_folder, [f"{path} is not valid JSON ({exc}); fix its syntax."]) from exc
     except OSError as exc:
         raise TaskValidationError(task_folder, [f"{path} cannot be read ({exc}); make it a readable file."]) from exc
@@ -506,6 +538,11 @@ def read_dataset_json(path: Path) -> tuple[DatasetDescription, list[str]]:
         if entry.case_id in seen:
             problems.append(f"case {entry.case_id} appears more than once in 'training'; keep one entry per case.")
         seen.add(entry.case_id)
+    for first, second, form in file_name_clashes(entry.case_id for entry in entries):
+        problems.append(
+            f"cases '{first}' and '{second}' would share the file name '{form}' (of their preprocessed arrays "
+            f"{form}.npy); rename one of them (its files and its entry)."
+        )
     _check_known_values(heads, entries, problems)
     description = DatasetDescription(
         name=str(raw.get("name", path.parent.name)),

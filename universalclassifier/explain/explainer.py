@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from universalclassifier.dataset.dataset_json import SAFE_NAME_RULE, is_safe_name
+from universalclassifier.checks import shown_value
 from universalclassifier.dataset.image_io import read_image, split_extension, write_image
 from universalclassifier.errors import UserInputError
 from universalclassifier.explain.attribution import (
@@ -27,6 +27,7 @@ from universalclassifier.explain.methods import METHOD_CHOICES, METHODS
 from universalclassifier.explain.targets import HeadTarget
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predictor import Predictor
+from universalclassifier.names import NAME_RULE, file_name_for, is_name
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.preprocessor import preprocess_case, to_network_input
 
@@ -120,8 +121,8 @@ def explain_case(
         for method in methods:
             saliency = to_original_grid(maps[method][number], properties, plans)
             voxel = peak_voxel(saliency)
-            map_file = output_folder / f"{case_id}_{name}_{method}{extension}"
-            png_file = output_folder / f"{case_id}_{name}_{method}.png"
+            stem = f"{file_name_for(case_id)}_{file_name_for(name)}_{method}"
+            map_file, png_file = output_folder / f"{stem}{extension}", output_folder / f"{stem}.png"
             title = f"{case_id}: {name}, {method}; target: {target.describe()}"
             _write_renamed(map_file, partial(write_image, saliency, geometry))
             _write_renamed(png_file, partial(save_map_figure, image, saliency, geometry, voxel, title))
@@ -159,8 +160,10 @@ def explain(
     Every map is averaged over the ensemble's folds, taken back through preprocessing (padding, resampling, transpose,
     both crops; 0 outside the crop the network saw) and written as OUT/CASE_<head>_<method>.<input extension> with
     the first image's exact size, spacing, origin and direction, plus OUT/CASE_<head>_<method>.png: three orthogonal
-    slices through the map's peak over the first modality. Maps are signed; what they explain per head type is in
-    `universalclassifier.explain.targets` (binary: the log-odds of value 1).
+    slices through the map's peak over the first modality. CASE and <head> appear in their file-name form
+    (`universalclassifier.names.file_name_for`: a name that is not a safe ASCII file name gets a readable ASCII form
+    and a hash). Maps are signed; what they explain per head type is in `universalclassifier.explain.targets`
+    (binary: the log-odds of value 1).
 
     Args:
         artifact_path, ordered_image_files, roi_segmentation_file, folds, task, covariates, impute_missing_covariates,
@@ -186,8 +189,8 @@ def explain(
     if files is None:
         raise UserInputError("ordered_image_files must be a list of files, one per modality, not a single path.")
     case = case_id if case_id is not None else case_id_of(files[0]) if files else "case"
-    if not is_safe_name(case):
-        raise UserInputError(f"case_id {case!r} is not allowed: it becomes a file name, so use {SAFE_NAME_RULE}.")
+    if not is_name(case):
+        raise UserInputError(f"case_id {shown_value(case, 120)} is not allowed: use {NAME_RULE}.")
     predictor = get_predictor(artifact_path, folds, task, device)
     return explain_case(
         predictor,

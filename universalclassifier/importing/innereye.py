@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from universalclassifier.covariates import Covariate
-from universalclassifier.dataset.dataset_json import SAFE_NAME_RULE, is_safe_name
+from universalclassifier.dataset.dataset_json import name_problem
 from universalclassifier.errors import UserInputError
 from universalclassifier.importing.labels_csv import is_null, parse_number, read_csv_rows
 from universalclassifier.importing.task_writer import (
-    RESERVED_ENTRY_KEYS,
     CaseSkipped,
     ImportedCase,
     ImportedSource,
@@ -209,11 +208,9 @@ def read_innereye(
     csv_path = Path(csv_path).expanduser().resolve()
     if not image_channels:
         raise UserInputError("Name the channels whose rows hold the images: --image_channels CHANNEL ...")
-    if not is_safe_name(label_name) or label_name in RESERVED_ENTRY_KEYS:
-        raise UserInputError(
-            f"--label_name {label_name!r} is not allowed: use {SAFE_NAME_RULE}, and none of "
-            f"{list(RESERVED_ENTRY_KEYS)}, which dataset.json entries use for other things."
-        )
+    problem = name_problem(label_name)
+    if problem is not None:
+        raise UserInputError(f"--label_name {problem} (it becomes the head name).")
     label_channels = list(label_channels or image_channels[:1])
     feature_channels = list(feature_channels or label_channels)
     features = list(numerical_columns) + list(categorical_columns)

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from universalclassifier.dataset.dataset_json import SAFE_NAME_RULE, is_safe_name
+from universalclassifier.dataset.dataset_json import name_problem
 from universalclassifier.errors import UserInputError
-from universalclassifier.importing.task_writer import RESERVED_ENTRY_KEYS, SkippedCase
+from universalclassifier.importing.task_writer import SkippedCase
 from universalclassifier.plans import ClassificationLabel
 
 logger = logging.getLogger(__name__)
@@ -104,12 +104,21 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> tuple[list[str], list[
 
 
 def check_head_name(name: str, path: Path) -> None:
-    """Refuse a head name that cannot be a file-name part or would clash with a dataset.json entry key."""
-    if not is_safe_name(name):
-        raise UserInputError(f"{path}: column {name!r} cannot be a head name: use {SAFE_NAME_RULE}; rename it.")
-    if name in RESERVED_ENTRY_KEYS:
+    """Refuse a column name that cannot name a head (dataset_json.name_problem)."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise UserInputError(f"{path}: column {problem} (a column becomes a head of that name).")
+
+
+def _check_numbers(name: str, rows: Sequence[dict[str, str]], path: Path) -> None:
+    """Refuse a head column none of whose filled cells is a number (words such as true/false, yes/no): that is a
+    column to recode, not a few rows to skip."""
+    filled = [text for row in rows if not is_null(text := row.get(name, ""))]
+    if filled and all(parse_number(text) is None for text in filled):
+        examples = ", ".join(repr(text) for text in sorted(set(filled))[:4])
         raise UserInputError(
-            f"{path}: column {name!r} cannot be a head name: dataset.json uses it for something else; rename it."
+            f"{path}: column '{name}' holds no numbers (its values include {examples}); a head column holds numbers: "
+            "class codes 0, 1, 2, ... or measurements. Write its values as codes (e.g. false -> 0, true -> 1)."
         )
 
 
@@ -174,6 +183,7 @@ def read_label_table(
         raise UserInputError(f"Column(s) {sorted(twice)} are given two head types; give each column one type.")
     for name in head_columns:
         check_head_name(name, path)
+        _check_numbers(name, rows, path)
     skipped: list[SkippedCase] = []
     counts = Counter(row.get(CASE_COLUMN, "") for row in rows)
     parsed: dict[str, dict[str, float | None]] = {}

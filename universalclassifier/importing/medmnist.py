@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from universalclassifier.dataset.dataset_json import SAFE_NAME_RULE, is_safe_name
+from universalclassifier.dataset.dataset_json import name_problem
 from universalclassifier.dataset.image_io import Geometry
 from universalclassifier.errors import UserInputError
 from universalclassifier.importing.labels_csv import MAX_NOMINAL_VALUE, integer_scale, value_map
-from universalclassifier.importing.task_writer import RESERVED_ENTRY_KEYS, ImportedCase, ImportedSource
+from universalclassifier.importing.task_writer import ImportedCase, ImportedSource
 from universalclassifier.importing.volumes import Volume, array_geometry
 from universalclassifier.plans import ClassificationLabel
 
@@ -193,11 +193,9 @@ def _image_volume(images: np.ndarray, index: int, source: str) -> Volume:
 def read_medmnist(path: Path, label_name: str = DEFAULT_LABEL_NAME) -> ImportedSource:
     """Read a MedMNIST v2 3D `.npz` file (module docstring)."""
     path = Path(path).expanduser().resolve()
-    if not is_safe_name(label_name) or label_name in RESERVED_ENTRY_KEYS:
-        raise UserInputError(
-            f"--label_name {label_name!r} cannot be a head name: use {SAFE_NAME_RULE}, and none of "
-            f"{list(RESERVED_ENTRY_KEYS)} (dataset.json entries use them for something else)."
-        )
+    problem = name_problem(label_name)
+    if problem is not None:
+        raise UserInputError(f"--label_name {problem} (it becomes the head name).")
     arrays = _read_npz(path)
     splits = [s for s in SPLITS if f"{s}_images" in arrays]
     codes: dict[str, np.ndarray] = {}

@@ -30,17 +30,12 @@ import numpy as np
 from tqdm import tqdm
 
 from universalclassifier.covariates import Covariate, CovariateValue
-from universalclassifier.dataset.dataset_json import (
-    MAX_ROI_LABELS,
-    MODALITY_NAME_RULE,
-    SAFE_NAME_RULE,
-    is_modality_name,
-    is_safe_name,
-)
+from universalclassifier.dataset.dataset_json import MAX_ROI_LABELS, MODALITY_NAME_RULE, is_modality_name, name_problem
 from universalclassifier.dataset.image_io import Geometry, compare_geometry, grid_problems, write_image
 from universalclassifier.dataset.validation import validate_task
 from universalclassifier.errors import TaskValidationError, UserInputError
 from universalclassifier.importing.volumes import Volume, compact_image
+from universalclassifier.names import SAFE_NAME_RULE, is_safe_name
 from universalclassifier.plans import ClassificationLabel
 
 logger = logging.getLogger(__name__)
@@ -50,8 +45,6 @@ REPORT_FILENAME = "import_report.json"
 SPLITS_FILENAME = "splits_official.json"
 SPLIT_PARTS = ("train", "val")
 IMAGE_EXTENSION = ".nii.gz"
-# Keys of a dataset.json training entry that are not heads: no head may have one of these names.
-RESERVED_ENTRY_KEYS = ("image", "label", "patient_id", "group", "covariates")
 COVARIATE_TYPES = ("numeric", "categorical")
 # Where `-t ID` looks a task up (see paths.py): a task id used in any of these folders is taken.
 _TASK_PARENTS = (("raw", "nnUNet_raw_data"), ("raw", "nnUNet_raw"), ("raw",), ("preprocessed",))
@@ -174,11 +167,11 @@ def _check_declarations(source: ImportedSource, modalities: Sequence[str]) -> No
     if not source.heads:
         raise UserInputError("The source declares no classification head; nothing to import.")
     names = [h.name for h in source.heads]
-    clash = [n for n in names if not is_safe_name(n) or n in RESERVED_ENTRY_KEYS]
-    if clash or len(set(names)) != len(names):
-        raise UserInputError(
-            f"Head names {names} must be unique, not one of {list(RESERVED_ENTRY_KEYS)}, and use {SAFE_NAME_RULE}."
-        )
+    problems = [problem for name in names if (problem := name_problem(name)) is not None]
+    if problems:
+        raise UserInputError(f"Head name {problems[0]}.")
+    if len(set(names)) != len(names):
+        raise UserInputError(f"Head names {names} must be unique.")
     for covariate in source.covariates:
         if covariate.type not in COVARIATE_TYPES:
             raise ValueError(f"covariate {covariate.name}: type {covariate.type!r} is not one of {COVARIATE_TYPES}")

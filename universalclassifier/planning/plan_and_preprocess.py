@@ -13,6 +13,7 @@ import numpy as np
 from universalclassifier.atomic import write_json_atomic
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
+from universalclassifier.names import file_name_for
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import TaskPaths, resolve_data_root
 from universalclassifier.planning.fingerprint import dataset_fingerprint, fingerprint_case
@@ -31,7 +32,7 @@ FINGERPRINT_SEED = 1234
 
 def preprocess_and_save(case: CaseFiles, plans: Plans, out_folder: Path, limits: InputLimits = InputLimits()) -> str:
     """Preprocess one training case and store it as CASE.npy (memory-mappable) plus CASE.json (properties with the
-    targets, group and covariates)."""
+    targets, group and covariates), CASE being the case id's `file_name_for`."""
     array, properties = preprocess_case(
         case.case_id, list(case.images), case.roi, plans,
         max_input_voxels=limits.max_input_voxels, max_resampled_voxels=limits.max_resampled_voxels,
@@ -39,8 +40,9 @@ def preprocess_and_save(case: CaseFiles, plans: Plans, out_folder: Path, limits:
     properties = replace(
         properties, classification_targets=case.targets, group=case.group, covariates=case.covariates or None
     )
-    np.save(out_folder / f"{case.case_id}.npy", array)
-    (out_folder / f"{case.case_id}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
+    stem = file_name_for(case.case_id)
+    np.save(out_folder / f"{stem}.npy", array)
+    (out_folder / f"{stem}.json").write_text(json.dumps(properties.to_dict(), indent=2) + "\n")
     return case.case_id
 
 
@@ -186,7 +188,7 @@ def _plan_validated(
         roi_files = {c.case_id: c.roi for c in validated.cases if c.roi is not None}  # validated: every case has one
     else:
         generated_folder.mkdir(exist_ok=True)
-        roi_files = {c.case_id: generated_folder / f"{c.case_id}.nii.gz" for c in validated.cases}
+        roi_files = {c.case_id: generated_folder / f"{file_name_for(c.case_id)}.nii.gz" for c in validated.cases}
     ct_channels = [i for i, m in enumerate(description.modalities) if m.upper() == CT]
     case_fingerprints = list(
         map_with_progress(
