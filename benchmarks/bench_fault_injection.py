@@ -214,8 +214,11 @@ def _check_predictions(out: Path, reference: dict[str, dict]) -> list[str]:
         except (OSError, json.JSONDecodeError) as exc:
             problems.append(f"{case_id}.json: {exc}")
             continue
-        same = got.keys() == expected.keys() and all(
-            np.allclose(got[key], expected[key], atol=1e-6) for key in expected if key != "case_id"
+        per_head = [key for key in expected if key not in ("case_id", "heads", "configuration")]  # predict() values
+        same = (
+            got.keys() == expected.keys()
+            and got.get("configuration") == expected.get("configuration")
+            and all(np.allclose(got[key], expected[key], atol=1e-6) for key in per_head)
         )
         if not same:
             problems.append(f"{case_id}.json differs from the uninterrupted prediction")

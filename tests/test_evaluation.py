@@ -20,7 +20,7 @@ from universalclassifier.evaluation.calibration import (
     reliability_curve,
 )
 from universalclassifier.evaluation.metrics import macro_auc
-from universalclassifier.evaluation.summarize import summarize_cross_validation
+from universalclassifier.evaluation.summarize import planned_folds, summarize_cross_validation
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
 from universalclassifier.plans import ClassificationLabel, Plans
 
@@ -115,8 +115,8 @@ def test_bootstrap_ci_is_reproducible() -> None:
 def _plans(task_name: str) -> Plans:
     return Plans(
         task_name=task_name,
-        modalities=["CT"],
-        normalization_schemes=["CT"],
+        modalities=["MR"],
+        normalization_schemes=["zscore"],
         use_mask_for_norm=[False],
         intensity_properties={},
         transpose_forward=[0, 1, 2],
@@ -125,7 +125,7 @@ def _plans(task_name: str) -> Plans:
         image_size=[16, 16, 16],
         batch_size=2,
         do_dummy_2D_data_aug=False,
-        num_roi_classes=0,
+        num_roi_classes=2,
         uses_roi=False,
         classification_labels=HEADS,
         num_training_cases=12,
@@ -201,6 +201,31 @@ def test_summarize_cross_validation(tmp_path: Path, caplog: pytest.LogCaptureFix
             png = f"cv_plots/{kind}_{head}.png"
             assert f"({png})" in report
             assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_summary_names_trainer_and_missing_folds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    trainer = tmp_path / f"{TRAINER}__{PLANS_IDENTIFIER}"
+    trainer.mkdir()
+    _fake_trainer_folder(trainer)
+    with caplog.at_level(logging.WARNING):
+        summary = summarize_cross_validation(trainer, num_resamples=20)
+    assert "The cross-validation summary covers 2 of 5 planned folds (fold_0, fold_1); missing: fold_2, fold_3, " \
+        "fold_4" in caplog.text
+    assert summary["trainer"] == TRAINER and summary["planned_folds"] == [f"fold_{k}" for k in range(5)]
+    report = (trainer / "cv_report.md").read_text()
+    assert report.startswith(f"# Cross-validation summary: Task001_X, {TRAINER}\n")
+    assert "2 of 5 planned folds (fold_0, fold_1; **missing: fold_2, fold_3, fold_4**)" in report
+    assert f"`{TRAINER}__{PLANS_IDENTIFIER}`" in report
+    assert "95% CI: BCa bootstrap over cases" in report and "percentile bootstrap over cases" not in report
+
+    splits = tmp_path / "splits_final.json"  # a task split into two folds on purpose: nothing is missing
+    splits.write_text(json.dumps([{"train": [], "val": []}] * 2))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        summarize_cross_validation(trainer, num_resamples=20, planned=planned_folds(splits))
+    assert "planned folds" not in caplog.text
+    assert "2 fold(s) (fold_0, fold_1)" in (trainer / "cv_report.md").read_text()
+    assert planned_folds(tmp_path / "missing.json") == [f"fold_{k}" for k in range(5)]
 
 
 def test_summarize_without_folds_fails(tmp_path: Path) -> None:

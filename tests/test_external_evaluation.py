@@ -90,7 +90,12 @@ def test_evaluation_of_the_task_test_set_with_a_comparison(trained, tmp_path):
     assert comparison["lesion_contrast"]["test"] == "DeLong" and comparison["lesion_contrast"]["difference"] == 0
     assert comparison["lesion_size"]["test"] == "paired bootstrap"
     report = (out / "evaluation_report.md").read_text()
-    assert "# External evaluation: Task004_Ev" in report and "Worst-predicted cases of lesion_size" in report
+    assert "# External evaluation: Task004_Ev, ClassifierTrainer" in report
+    assert "Worst-predicted cases of lesion_size" in report
+    assert "predicted by the ensemble of 1 fold(s) (all) of ClassifierTrainer" in report
+    assert "The other model: the ensemble of 1 fold(s) (all) of ClassifierTrainer" in report
+    assert "95% CIs: BCa bootstrap over cases" in report and "percentile bootstrap over cases" not in report
+    assert summary["trainer"] == "ClassifierTrainer" and summary["folds"] == ["all"]
     assert (out / contrast["plots"]["roc"]).is_file() and contrast["plots"]["roc"].startswith("plots/")
 
 
@@ -117,3 +122,25 @@ def test_evaluation_of_a_folder_with_a_labels_csv(trained, tmp_path):
     summary = evaluate(trained.data_root / "trained_models", cases, tmp_path / "out", num_resamples=20,
                        show_progress=False)
     assert summary["heads"]["lesion_size"]["num_cases"] == 2 and summary["heads"]["lesion_size"]["num_missing"] == 1
+
+
+def test_evaluating_fewer_folds_than_planned_is_warned_about(trained, tmp_path, caplog):
+    import logging
+
+    from universalclassifier.evaluation.external import dataset_test_cases, evaluate
+    from universalclassifier.plans import Plans
+
+    artifact = tmp_path / "trained_models"
+    shutil.copytree(trained.data_root / "trained_models", artifact)
+    trainer = next(artifact.glob("**/plans.json")).parent
+    (trainer / "all").rename(trainer / "fold_0")  # one of the five planned folds trained
+    cases = dataset_test_cases(trained.raw, Plans.load(trained.plans_file))
+    with caplog.at_level(logging.WARNING):
+        summary = evaluate(artifact, cases, tmp_path / "out", num_resamples=20, show_progress=False)
+    assert "The evaluated ensemble covers 1 of 5 planned folds (fold_0); missing: fold_1, fold_2, fold_3, fold_4" in (
+        caplog.text
+    )
+    assert summary["folds"] == ["fold_0"] and summary["trainer_folder"] == str(trainer)
+    report = (tmp_path / "out" / "evaluation_report.md").read_text()
+    assert "the ensemble of 1 of 5 planned folds (fold_0; **missing: fold_1, fold_2, fold_3, fold_4**) of " \
+        "ClassifierTrainer" in report

@@ -12,11 +12,11 @@ from scipy import stats
 
 from universalclassifier.evaluation.graded_metrics import (
     ordinal_metrics,
-    ordinal_predictions,
     plot_regression_scatter,
     regression_confidence_intervals,
     regression_metrics,
 )
+from universalclassifier.inference.outputs import median_grades
 
 LOGGER = "universalclassifier.evaluation.graded_metrics"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,11 +47,11 @@ def _hand_qwk(confusion: np.ndarray) -> float:
 
 
 def test_median_prediction() -> None:
-    assert ordinal_predictions(GRADE_PROBS).tolist() == GRADE_PREDICTED
+    assert median_grades(GRADE_PROBS).tolist() == GRADE_PREDICTED
     # Exactly 0.5 above a threshold is not past the median: P(y >= 1) = 0.75, P(y >= 2) = 0.5 -> grade 1.
-    assert ordinal_predictions(np.array([[0.25, 0.25, 0.5]])).tolist() == [1]
+    assert median_grades(np.array([[0.25, 0.25, 0.5]])).tolist() == [1]
     # The median differs from the argmax: the mode is grade 0, but P(y >= 1) = 0.6.
-    assert ordinal_predictions(np.array([[0.4, 0.3, 0.3]])).tolist() == [1]
+    assert median_grades(np.array([[0.4, 0.3, 0.3]])).tolist() == [1]
 
 
 def test_ordinal_three_grades() -> None:
@@ -78,7 +78,7 @@ def test_ordinal_qwk_of_a_larger_example_matches_the_formula() -> None:
     probs = rng.dirichlet(np.ones(4), size=50)
     m = ordinal_metrics(targets, probs, 4)
     assert m["quadratic_weighted_kappa"] == pytest.approx(_hand_qwk(np.array(m["confusion_matrix"])))
-    predicted = ordinal_predictions(probs)
+    predicted = median_grades(probs)
     assert m["mae_grades"] == pytest.approx(np.abs(predicted - targets).mean())
     assert sum(map(sum, m["confusion_matrix"])) == 50
 

@@ -212,7 +212,11 @@ def test_uc_predict_folder(roi_model, tmp_path):
         )
     with open(out / "summary.csv") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["case_id", "lesion_contrast", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2"]
+    assert rows[0] == [
+        "case_id", "lesion_contrast_p0", "lesion_contrast_p1", "lesion_contrast_prediction",
+        "lesion_contrast_prediction_name", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
+        "lesion_size_prediction", "lesion_size_prediction_name",
+    ]
     assert [r[0] for r in rows[1:]] == cases
 
     # finished cases are skipped; a broken case is reported while the others still run

@@ -3,6 +3,8 @@
 Every import counts, also those inside functions and under `if TYPE_CHECKING:`. The rules:
 - training/ sits on top of the pipeline: inference/, evaluation/, preprocessing/, dataset/ and artifact never
   import it (a container that only predicts must not depend on the trainer);
+- evaluation/ sits on inference/: inference/ never imports evaluation/ (applying calibration.json is prediction,
+  fitting it is evaluation);
 - dataset/ is the bottom layer: it imports nothing from preprocessing/, planning/, training/, inference/ or
   evaluation/;
 - no two modules import each other, directly or through others.
@@ -135,6 +137,12 @@ def test_the_graph_sees_the_package():
 def test_only_training_and_its_users_import_training():
     found = forbidden_imports(GRAPH, ("inference", "evaluation", "preprocessing", "dataset", "artifact"), ("training",))
     assert not found, "these modules must not depend on training/:\n" + "\n".join(found)
+
+
+def test_inference_does_not_import_evaluation():
+    # evaluation/ predicts through inference/ (uc_evaluate), and applying a calibration is part of prediction
+    found = forbidden_imports(GRAPH, ("inference",), ("evaluation",))
+    assert not found, "inference/ must not depend on evaluation/:\n" + "\n".join(found)
 
 
 def test_dataset_is_the_bottom_layer():

@@ -110,5 +110,5 @@ def test_roc_skips_undefined_curves(tmp_path, caplog: pytest.LogCaptureFixture) 
     out_file = tmp_path / "roc.png"
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         plot_roc_curves([0, 0, 1, 1], np.array([[0.6, 0.3, 0.1]] * 4), "grade", out_file)
-    assert "no ROC curve for value 2" in caplog.text
+    assert "no ROC curve for 2 vs rest" in caplog.text
     assert out_file.read_bytes().startswith(PNG_MAGIC)

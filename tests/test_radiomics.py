@@ -50,8 +50,9 @@ LABEL_TYPE_LABELS = LABELS + [
     ClassificationLabel("high_risk", "nominal", ("no", "yes")),
 ]
 PREDICTION_COLUMNS = [
-    "case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1",
-    "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
+    "case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1", "lesion_contrast_prediction",
+    "lesion_contrast_prediction_name", "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
+    "lesion_size_prediction", "lesion_size_prediction_name",
 ]
 
 
@@ -142,12 +143,13 @@ def test_command_writes_out_of_fold_predictions_on_the_training_folds(reference_
         predictions = json.loads((validation / "predictions.json").read_text())
         for row in rows:
             case = targets[row[0]]
-            assert int(row[1]) == case["lesion_contrast"] and int(row[4]) == case["lesion_size"]
+            assert int(row[1]) == case["lesion_contrast"] and int(row[6]) == case["lesion_size"]
             assert sum(map(float, row[2:4])) == pytest.approx(1, abs=1e-5)
-            assert sum(map(float, row[5:8])) == pytest.approx(1, abs=1e-5)
+            assert sum(map(float, row[7:10])) == pytest.approx(1, abs=1e-5)
+            assert row[5] == ("darker", "brighter")[int(row[4])]
             entry = predictions[row[0]]["lesion_size"]
             assert entry["target"] == case["lesion_size"]
-            np.testing.assert_allclose(entry["probabilities"], list(map(float, row[5:8])), atol=1e-6)
+            np.testing.assert_allclose(entry["probabilities"], list(map(float, row[7:10])), atol=1e-6)
         summary = json.loads((validation / "summary.json").read_text())
         assert summary["fold"] == str(fold) and set(summary["heads"]) == set(HEAD_SIZES)
         seen += [row[0] for row in rows]

@@ -1,23 +1,24 @@
 """universalclassifier: a self-configuring classifier for 3D medical images.
 
-`from universalclassifier import predict` is the entry point of challenge containers. Importing the package is
-cheap: `predict` and the pipeline stages load on first use.
+`from universalclassifier import predict` is the entry point of challenge containers (`predict_detailed` also names
+each head's predicted value). Importing the package is cheap: both and the pipeline stages load on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["predict", "__version__"]
+from universalclassifier.version import __version__
+
+__all__ = ["predict", "predict_detailed", "__version__"]
 
 if TYPE_CHECKING:
-    from universalclassifier.inference.predict import predict
+    from universalclassifier.inference.predict import predict, predict_detailed
 
 
 def __getattr__(name: str) -> Any:
-    if name == "predict":
-        from universalclassifier.inference.predict import predict
+    if name in ("predict", "predict_detailed"):
+        from universalclassifier.inference import predict as module
 
-        return predict
+        return getattr(module, name)
     raise AttributeError(f"module 'universalclassifier' has no attribute {name!r}")

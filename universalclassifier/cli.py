@@ -120,7 +120,8 @@ def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_predict",
         description="Predict every case of a flat folder (CASE_XXXX.<ext> images, CASE.<ext> ROIs) with the trained "
-        "ensemble in DATA/trained_models; writes OUT/CASE.json per case and OUT/summary.csv.",
+        "ensemble in DATA/trained_models; writes OUT/CASE.json per case and OUT/summary.csv (per head the "
+        "probabilities, the predicted value and its name).",
     )
     parser.add_argument("data_root", help="data root holding trained_models/ (or a trained_models folder itself)")
     parser.add_argument("-i", "--input", required=True, help="folder with the cases' images")
@@ -133,7 +134,11 @@ def predict_parser() -> argparse.ArgumentParser:
         "-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)"
     )
     parser.add_argument("--tta", action="store_true", help="also average over all mirrorings")
-    parser.add_argument("--overwrite_existing", action="store_true", help="predict cases whose JSON already exists")
+    parser.add_argument(
+        "--overwrite_existing", action="store_true",
+        help="predict every case again (without it, only cases whose JSON is missing, incomplete or made with other "
+        "folds, checkpoints, --tta, calibration or covariates)",
+    )
     parser.add_argument(
         "--covariates", default=None, metavar="CSV",
         help="covariate values of the cases (columns case_id and one per covariate; empty = unknown), for models "
@@ -207,14 +212,23 @@ def summarize_parser() -> argparse.ArgumentParser:
 
 
 def _summarize(args: argparse.Namespace) -> None:
-    from universalclassifier.evaluation.summarize import format_summary_table, summarize_cross_validation
+    from universalclassifier.evaluation.summarize import (
+        format_summary_table,
+        planned_folds,
+        summarize_cross_validation,
+    )
     from universalclassifier.paths import TaskPaths
 
-    trainer_folder = TaskPaths.find(args.data_root, args.task).trainer_folder(trainer=args.trainer)
-    summary = summarize_cross_validation(trainer_folder, num_resamples=args.num_resamples)
+    paths = TaskPaths.find(args.data_root, args.task)
+    summary = summarize_cross_validation(
+        paths.trainer_folder(trainer=args.trainer),
+        num_resamples=args.num_resamples,
+        planned=planned_folds(paths.splits_file),
+    )
     logger.info(
-        "Cross-validation of %s over %s:\n%s",
+        "Cross-validation of %s (%s) over %s:\n%s",
         summary["task"],
+        summary["trainer"],
         ", ".join(summary["folds"]),
         format_summary_table(summary),
     )
@@ -301,6 +315,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from universalclassifier.evaluation.external import dataset_test_cases, evaluate, folder_cases
+    from universalclassifier.evaluation.summarize import planned_folds
     from universalclassifier.inference.predict import get_predictor
     from universalclassifier.paths import TaskPaths
 
@@ -321,7 +336,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         artifact, cases, Path(args.output), task=paths.task_name, folds=args.folds, tta=args.tta,
         calibrate=not args.no_calibration, impute_missing_covariates=args.impute_missing_covariates,
         compare=None if args.compare is None else Path(args.compare), num_resamples=args.num_resamples,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet, planned=planned_folds(paths.splits_file),
     )
     from universalclassifier.evaluation.summarize import format_summary_table
 

@@ -209,8 +209,10 @@ def format_results(result: dict) -> str:
             volume = f"{truth['lesion_volume']:.3f} -> {predicted['lesion_volume']:.3f}"
             row += f"    {volume:<20}  {truth['high_risk']} -> P(yes)={predicted['high_risk']:.2f}"
         lines.append(row)
-    lines += ["", f"External evaluation of the {result['evaluation']['num_cases']} test cases (calibrated ensemble):"]
-    lines.append(format_summary_table({"heads": result["evaluation"]["heads"]}))
+    evaluation = result["evaluation"]
+    calibration = f"temperature-scaled: {evaluation['calibration']}" if evaluation["calibration"] else "uncalibrated"
+    lines += ["", f"External evaluation of the {evaluation['num_cases']} test cases ({calibration}):"]
+    lines.append(format_summary_table({"heads": evaluation["heads"]}))
     folder = result["trainer_folder"]
     lines += [
         "",

@@ -21,6 +21,12 @@ from universalclassifier.checks import checked_int
 
 logger = logging.getLogger(__name__)
 
+# How the reports describe these intervals.
+INTERVAL_DESCRIPTION = (
+    "BCa bootstrap over cases (the percentile interval where BCa is undefined; AUC intervals resample the cases of "
+    "each class separately)"
+)
+
 # Resamples per vectorised batch, bounding memory on large sets.
 BOOTSTRAP_BATCH = 200
 # scipy >= 1.15 takes `rng`; older versions (the project allows scipy >= 1.10) only `random_state`.

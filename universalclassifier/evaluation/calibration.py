@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from universalclassifier.checks import checked_int
+from universalclassifier.evaluation.figures import fit_title
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,9 @@ def expected_calibration_error(targets: ArrayLike, probabilities: np.ndarray, nu
 
 def plot_reliability_diagram(
     targets: ArrayLike, probabilities: np.ndarray, title: str, out_file: Path, num_bins: int = 10
-) -> None:
-    """Write a PNG: accuracy per confidence bin against the diagonal, above a histogram of the confidences."""
+) -> Figure:
+    """Write a PNG: accuracy per confidence bin against the diagonal, above a histogram of the confidences; returns
+    the figure. A long title is wrapped to the figure's width."""
     from matplotlib.figure import Figure
 
     curve = reliability_curve(targets, probabilities, num_bins)
@@ -84,7 +90,7 @@ def plot_reliability_diagram(
     accuracy_axes.set_xlim(0.0, 1.0)
     accuracy_axes.set_ylim(0.0, 1.0)
     accuracy_axes.set_ylabel("Accuracy")
-    accuracy_axes.set_title(f"{title}\nECE = {curve.expected_calibration_error:.3f}")
+    accuracy_axes.set_title(fit_title(f"{title}\nECE = {curve.expected_calibration_error:.3f}", 5))
     accuracy_axes.legend(loc="upper left")
     count_axes.bar(centers, curve.count, width=width, edgecolor="black", color="tab:grey")
     count_axes.set_xlabel("Confidence (top-label probability)")
@@ -92,3 +98,4 @@ def plot_reliability_diagram(
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_file, format="png")
+    return figure

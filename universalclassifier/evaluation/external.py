@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,18 @@ from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.covariates import CovariateValue, read_covariates_csv
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.bootstrap import bootstrap_auc_difference
+from universalclassifier.evaluation.bootstrap import INTERVAL_DESCRIPTION, bootstrap_auc_difference
 from universalclassifier.evaluation.delong import delong_test
-from universalclassifier.evaluation.summarize import head_section, metric_tables, pooled_arrays, summarize_head
+from universalclassifier.evaluation.graded_metrics import bootstrap_mae_difference
+from universalclassifier.evaluation.summarize import (
+    folds_sentence,
+    head_section,
+    metric_tables,
+    planned_folds,
+    pooled_arrays,
+    summarize_head,
+    warn_missing_folds,
+)
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predict_folder import find_cases, find_roi
 from universalclassifier.plans import ClassificationLabel, Plans
@@ -132,6 +142,26 @@ def dataset_test_cases(task_folder: Path, plans: Plans) -> dict[str, LabelledCas
     return cases
 
 
+@dataclass(frozen=True)
+class EnsemblePredictions:
+    """A model's predictions of the labelled cases and what made them: its trainer, folds and calibration."""
+
+    plans: Plans
+    trainer_folder: Path
+    folds: list[str]
+    calibration: str | None  # the calibration applied, as `Calibration.describe` says it; None without
+    pooled: dict[str, tuple[str, dict]]  # as the CV summary pools predictions (see `_pooled`)
+
+    def describe(self) -> dict:
+        """Trainer, folds and calibration as the summary stores them."""
+        return {
+            "trainer": self.trainer_folder.name.partition("__")[0],
+            "trainer_folder": str(self.trainer_folder),
+            "folds": self.folds,
+            "calibration": self.calibration,
+        }
+
+
 def _predict_all(
     artifact: Path,
     cases: dict[str, LabelledCase],
@@ -141,7 +171,7 @@ def _predict_all(
     calibrate: bool,
     impute: bool,
     show_progress: bool,
-) -> tuple[Plans, dict[str, list]]:
+) -> EnsemblePredictions:
     predictor = get_predictor(artifact, folds, task)
     for case_id, case in cases.items():  # every case's covariates are checked before the first prediction
         try:
@@ -150,7 +180,7 @@ def _predict_all(
             raise UserInputError(f"case {case_id}: {exc}") from None
     outputs = {}
     for case_id, case in tqdm(cases.items(), desc="Evaluating", unit="case", disable=not show_progress):
-        outputs[case_id] = predictor.predict_case(
+        outputs[case_id] = predictor.predict_per_head(
             case.images,
             case.roi,
             tta=tta,
@@ -159,19 +189,30 @@ def _predict_all(
             calibrate=calibrate,
             impute_missing_covariates=impute,
         )
-    return predictor.plans, outputs
+    calibration = predictor.calibration(calibrate)
+    return EnsemblePredictions(
+        predictor.plans,
+        predictor.trainer_folder,
+        [folder.name for folder in predictor.fold_folders],
+        None if calibration is None else calibration.describe(),
+        _pooled(predictor.plans, cases, outputs),
+    )
 
 
-def _pooled(plans: Plans, cases: dict[str, LabelledCase], outputs: dict[str, list]) -> dict[str, tuple[str, dict]]:
+def _pooled(
+    plans: Plans, cases: dict[str, LabelledCase], outputs: dict[str, list[np.ndarray]]
+) -> dict[str, tuple[str, dict]]:
     """The prediction set in the form the CV summary pools: {case: ("ensemble", {head: (target, prediction)})}."""
-    pooled = {}
-    for case_id, case in cases.items():
-        per_head = {}
-        for head, value in zip(plans.classification_labels, outputs[case_id], strict=True):
-            prediction = [value] if head.is_regression else ([1 - value, value] if head.num_values == 2 else value)
-            per_head[head.name] = (case.targets[head.name], [float(v) for v in prediction])
-        pooled[case_id] = ("ensemble", per_head)
-    return pooled
+    return {
+        case_id: (
+            "ensemble",
+            {
+                head.name: (case.targets[head.name], [float(v) for v in prediction])
+                for head, prediction in zip(plans.classification_labels, outputs[case_id], strict=True)
+            },
+        )
+        for case_id, case in cases.items()
+    }
 
 
 def _worst_cases(head: ClassificationLabel, pooled: dict[str, tuple[str, dict]]) -> list[dict]:
@@ -204,15 +245,13 @@ def _comparison(head: ClassificationLabel, pooled: dict, other: dict, num_resamp
     targets, mine = pooled_arrays(pooled, head.name, cases)
     theirs = pooled_arrays(other, head.name, cases)[1]
     if head.is_regression:
-        y = np.array(targets, dtype=np.float64)
-        errors = np.abs(mine[:, 0] - y) - np.abs(theirs[:, 0] - y)
-        rng = np.random.default_rng(seed)
-        resampled = [errors[rng.integers(0, len(y), len(y))].mean() for _ in range(num_resamples)]
-        low, high = np.percentile(resampled, [2.5, 97.5])
+        mae_difference, mae_low, mae_high = bootstrap_mae_difference(
+            np.array(targets, dtype=np.float64), mine[:, 0], theirs[:, 0], num_resamples=num_resamples, seed=seed
+        )
         return {
             "metric": "MAE",
-            "difference": float(errors.mean()),
-            "ci_95": [float(low), float(high)],
+            "difference": mae_difference,
+            "ci_95": [mae_low, mae_high],
             "test": "paired bootstrap",
             "num_cases": len(cases),
         }
@@ -247,12 +286,20 @@ def evaluate(
     num_resamples: int = 1000,
     seed: int = 0,
     show_progress: bool = True,
+    planned: Sequence[str] | None = None,
 ) -> dict:
-    """Predict `cases` with the ensemble in `artifact` (and `compare`), write the report into `output_folder`."""
-    plans, outputs = _predict_all(
-        artifact, cases, task, folds, tta, calibrate, impute_missing_covariates, show_progress
-    )
-    pooled = _pooled(plans, cases, outputs)
+    """Predict `cases` with the ensemble in `artifact` (and `compare`), write the report into `output_folder`.
+
+    `planned`: the folds the task's splits plan (default fold_0 .. fold_4); when every trained fold is used
+    (`folds` None) and fewer than planned are trained, a warning says so. The report names the trainer, the folds
+    and the calibration applied.
+    """
+    mine = _predict_all(artifact, cases, task, folds, tta, calibrate, impute_missing_covariates, show_progress)
+    plans, pooled = mine.plans, mine.pooled
+    expected = mine.folds  # the folds asked for, or `all` alone
+    if folds is None and mine.folds != ["all"]:
+        expected = planned_folds(None) if planned is None else list(planned)
+        warn_missing_folds(mine.folds, expected, "The evaluated ensemble")
     output_folder.mkdir(parents=True, exist_ok=True)
     title = f"{plans.task_name} external evaluation"
     heads = {
@@ -275,23 +322,25 @@ def evaluate(
     summary: dict = {
         "task": plans.task_name,
         "artifact": str(artifact),
+        **mine.describe(),
+        "planned_folds": expected,
         "num_cases": len(cases),
         "tta": tta,
-        "calibrated": calibrate,
+        "calibrated": mine.calibration is not None,
         "num_resamples": num_resamples,
         "seed": seed,
         "heads": heads,
     }
     if compare is not None:
-        other_plans, other_outputs = _predict_all(
-            compare, cases, task, None, tta, calibrate, impute_missing_covariates, show_progress
-        )
-        if other_plans.head_names != plans.head_names:
-            raise UserInputError(f"{compare} predicts the heads {other_plans.head_names}, not {plans.head_names}.")
-        other = _pooled(other_plans, cases, other_outputs)
+        other = _predict_all(compare, cases, task, None, tta, calibrate, impute_missing_covariates, show_progress)
+        if other.plans.head_names != plans.head_names:
+            raise UserInputError(f"{compare} predicts the heads {other.plans.head_names}, not {plans.head_names}.")
         summary["comparison"] = {
             "other_artifact": str(compare),
-            "heads": {h.name: _comparison(h, pooled, other, num_resamples, seed) for h in plans.classification_labels},
+            **other.describe(),
+            "heads": {
+                h.name: _comparison(h, pooled, other.pooled, num_resamples, seed) for h in plans.classification_labels
+            },
         }
     write_json_atomic(output_folder / SUMMARY_FILE, summary)
     write_text_atomic(output_folder / REPORT_FILE, _report(summary))
@@ -299,13 +348,24 @@ def evaluate(
     return summary
 
 
+def _ensemble_sentence(description: dict) -> str:
+    """E.g. "2 of 5 planned folds (fold_0, fold_1; **missing: ...**) of ClassifierTrainer (`.../ClassifierTrainer__
+    ...`), temperature-scaled (lesion_contrast T = 1.640)"."""
+    calibration = description["calibration"]
+    folds = description["folds"]
+    return (
+        f"{folds_sentence(folds, description.get('planned_folds', folds))} of {description['trainer']} "
+        f"(`{description['trainer_folder']}`), "
+        + ("without calibration" if calibration is None else f"temperature-scaled ({calibration})")
+    )
+
+
 def _report(summary: dict) -> str:
     lines = [
-        f"# External evaluation: {summary['task']}",
+        f"# External evaluation: {summary['task']}, {summary['trainer']}",
         "",
-        f"{summary['num_cases']} labelled case(s) predicted by the ensemble in `{summary['artifact']}`"
-        f"{' with mirroring TTA' if summary['tta'] else ''}"
-        f"{', temperature-scaled' if summary['calibrated'] else ''}; 95% CIs: percentile bootstrap over cases, "
+        f"{summary['num_cases']} labelled case(s) predicted by the ensemble of {_ensemble_sentence(summary)}"
+        f"{', with mirroring TTA' if summary['tta'] else ''}; 95% CIs: {INTERVAL_DESCRIPTION}, "
         f"{summary['num_resamples']} resamples.",
     ]
     lines += metric_tables(summary["heads"])
@@ -314,6 +374,8 @@ def _report(summary: dict) -> str:
         lines += [
             "",
             f"## Compared with `{comparison['other_artifact']}`",
+            "",
+            f"The other model: the ensemble of {_ensemble_sentence(comparison)}.",
             "",
             "| Head | Metric | This minus other [95% CI] | Test | p-value |",
             "|---" * 5 + "|",

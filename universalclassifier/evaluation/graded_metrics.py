@@ -15,7 +15,9 @@ from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, confusio
 
 from universalclassifier.checks import checked_int
 from universalclassifier.evaluation.bootstrap import bootstrap_interval
+from universalclassifier.evaluation.figures import fit_title
 from universalclassifier.evaluation.metrics import _check, _json_safe_dict, _one_vs_rest_auc
+from universalclassifier.inference.outputs import median_grades
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +25,6 @@ logger = logging.getLogger(__name__)
 ROW_SUM_TOLERANCE = 1e-3
 # Fewer cases than this give no bootstrap interval: the jackknife of BCa and most resamples degenerate.
 MIN_BOOTSTRAP_CASES = 3
-
-
-def ordinal_predictions(probabilities: np.ndarray) -> np.ndarray:
-    """Median grade of each row: the number of thresholds k in 1..K-1 with P(y >= k) > 0.5."""
-    return (_exceedance(probabilities)[:, 1:] > 0.5).sum(axis=1)
 
 
 def _exceedance(probabilities: np.ndarray) -> np.ndarray:
@@ -51,7 +48,7 @@ def ordinal_auc(targets: ArrayLike, probabilities: np.ndarray) -> float | None:
 def ordinal_metrics(targets: ArrayLike, probabilities: np.ndarray, num_values: int, *, name: str = "head") -> dict:
     """Metrics of one ordinal head; `probabilities` (N, num_values) are grade probabilities, rows summing to 1.
 
-    The predicted grade is the median of each row's distribution (see `ordinal_predictions`). Returns a
+    The predicted grade is the median of each row's distribution (`inference.outputs.median_grades`). Returns a
     JSON-serialisable dict with num_cases, accuracy, balanced_accuracy, confusion_matrix (rows = true grade,
     columns = predicted grade), auc_per_threshold ({">=k": ROC AUC of P(y >= k) for the target y >= k}),
     auc (the mean of the defined threshold AUCs), quadratic_weighted_kappa and mae_grades (mean absolute grade error).
@@ -65,7 +62,7 @@ def ordinal_metrics(targets: ArrayLike, probabilities: np.ndarray, num_values: i
     if not np.allclose(row_sums, 1.0, rtol=0.0, atol=ROW_SUM_TOLERANCE):
         worst = int(np.abs(row_sums - 1.0).argmax())
         raise ValueError(f"Probability rows must sum to 1, row {worst} sums to {row_sums[worst]:.6g}.")
-    predicted = ordinal_predictions(p)
+    predicted = median_grades(p)
     labels = list(range(num_values))
     with warnings.catch_warnings():
         # Grades missing from the targets are expected on small validation folds (see metrics.head_metrics).
@@ -250,7 +247,7 @@ def plot_regression_scatter(targets: ArrayLike, predictions: ArrayLike, title: s
     r2 = metrics["r2"]
     r2_text = "n/a" if r2 is None else f"{r2:.3f}"
 
-    figure = Figure(figsize=(5, 5), dpi=100)
+    figure = Figure(figsize=(5, 5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     low, high = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
     margin = 0.05 * (high - low) if high > low else 1.0
@@ -261,7 +258,7 @@ def plot_regression_scatter(targets: ArrayLike, predictions: ArrayLike, title: s
     axes.set_ylim(low, high)
     axes.set_xlabel("true value")
     axes.set_ylabel("predicted value")
-    axes.set_title(title)
+    axes.set_title(fit_title(title, 5))
     axes.legend(loc="upper left")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from universalclassifier.evaluation.graded_metrics import (
     regression_metrics,
 )
 from universalclassifier.evaluation.metrics import head_metrics, macro_auc, plot_roc_curves
+from universalclassifier.names import file_name_for
 from universalclassifier.plans import ClassificationLabel
 
 
@@ -77,15 +78,18 @@ def headline(label: ClassificationLabel, metrics: Mapping) -> str:
 def plot_head(
     label: ClassificationLabel, targets: Sequence[int | float | None], predictions: np.ndarray, title: str, folder: Path
 ) -> Path | None:
-    """ROC curves (`roc_<head>.png`) or a scatter plot (`scatter_<head>.png`) of the cases with a known target."""
+    """ROC curves (`roc_<head>.png`) or a scatter plot (`scatter_<head>.png`) of the cases with a known target;
+    <head> is the head name's `file_name_for`."""
     known, values = known_targets(targets)
     if not known.any():
         return None
     predictions = np.asarray(predictions, dtype=np.float64)[known]
     if label.is_regression:
-        path = folder / f"scatter_{label.name}.png"
+        path = folder / f"scatter_{file_name_for(label.name)}.png"
         plot_regression_scatter(values, predictions[:, 0], title, path)
     else:
-        path = folder / f"roc_{label.name}.png"
-        plot_roc_curves(values.astype(np.int64), predictions, title, path)
+        path = folder / f"roc_{file_name_for(label.name)}.png"
+        plot_roc_curves(
+            values.astype(np.int64), predictions, title, path, ordinal=label.ordinal, value_names=label.values
+        )
     return path

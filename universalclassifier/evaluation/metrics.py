@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
+
+from universalclassifier.evaluation.figures import fit_title
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -110,37 +116,61 @@ def head_metrics(targets: ArrayLike, probabilities: np.ndarray, num_values: int,
     return _json_safe_dict(result)
 
 
-def plot_roc_curves(targets: ArrayLike, probabilities: np.ndarray, title: str, out_file: Path) -> None:
-    """Write a PNG with the ROC curve (binary head) or one-vs-rest ROC curves (more values) and a chance line.
+def roc_problems(
+    targets: ArrayLike, probabilities: np.ndarray, ordinal: bool = False, value_names: Sequence[str] | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The binary problems a head's AUC is made of, as (legend label, is positive, score): value 1 of a binary head;
+    each value against the rest for a nominal head with more values (the macro AUC); for an ordinal head each
+    threshold "grade >= k vs < k" scored by P(grade >= k) (the mean threshold AUC)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"Expected probabilities of shape (N, num_values), got {p.shape}.")
+    y, p = _check(targets, p, p.shape[1])
+    names = [str(v) for v in range(p.shape[1])] if value_names is None else list(value_names)
+    if ordinal:
+        exceedance = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]
+        return [(f">= {names[k]} vs < {names[k]}", y >= k, exceedance[:, k]) for k in range(1, p.shape[1])]
+    if p.shape[1] == 2:
+        return [(f"{names[1]} vs {names[0]}", y == 1, p[:, 1])]
+    return [(f"{names[v]} vs rest", y == v, p[:, v]) for v in range(p.shape[1])]
+
+
+def plot_roc_curves(
+    targets: ArrayLike,
+    probabilities: np.ndarray,
+    title: str,
+    out_file: Path,
+    *,
+    ordinal: bool = False,
+    value_names: Sequence[str] | None = None,
+) -> Figure:
+    """Write a PNG with the ROC curves of the problems the head's AUC averages (see `roc_problems`: one curve for a
+    binary head, one-vs-rest curves for a nominal head with more values, threshold curves "grade >= k vs < k" for an
+    ordinal head) and a chance line; returns the figure.
 
     Curves whose AUC is undefined (only one class present) are left out with a warning.
     """
     from matplotlib.figure import Figure
 
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 2:
-        raise ValueError(f"Expected probabilities of shape (N, num_values), got {p.shape}.")
-    y, p = _check(targets, p, p.shape[1])
-    values = [1] if p.shape[1] == 2 else list(range(p.shape[1]))
-
-    figure = Figure(figsize=(5, 5), dpi=100)
+    problems = roc_problems(targets, probabilities, ordinal, value_names)
+    figure = Figure(figsize=(5, 5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    for value in values:
-        is_positive = y == value
-        auc = _one_vs_rest_auc(is_positive, p[:, value])
+    for label, is_positive, score in problems:
+        auc = _one_vs_rest_auc(is_positive, score)
         if auc is None:
-            logger.warning("%s: no ROC curve for value %d, its AUC is undefined (one class only).", title, value)
+            logger.warning("%s: no ROC curve for %s, its AUC is undefined (one class only).", title, label)
             continue
-        fpr, tpr, _ = roc_curve(is_positive, p[:, value])
-        label = f"AUC = {auc:.3f}" if p.shape[1] == 2 else f"value {value} vs rest, AUC = {auc:.3f}"
-        axes.plot(fpr, tpr, label=label)
+        fpr, tpr, _ = roc_curve(is_positive, score)
+        axes.plot(fpr, tpr, label=f"{label}, AUC = {auc:.3f}")
     axes.set_xlim(0.0, 1.0)
     axes.set_ylim(0.0, 1.0)
     axes.set_xlabel("False positive rate")
     axes.set_ylabel("True positive rate")
-    axes.set_title(title)
+    kind = "threshold ROC curves" if ordinal else "one-vs-rest ROC curves" if len(problems) > 1 else "ROC curve"
+    axes.set_title(fit_title(f"{title}\n{kind}", 5))
     axes.legend(loc="lower right")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_file, format="png")
+    return figure

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import numpy as np
 from universalclassifier.artifact import numbered_fold_folders
 from universalclassifier.atomic import write_json_atomic, write_text_atomic
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference
+from universalclassifier.evaluation.bootstrap import INTERVAL_DESCRIPTION, bootstrap_auc_ci, bootstrap_auc_difference
 from universalclassifier.evaluation.calibration import expected_calibration_error, plot_reliability_diagram
+from universalclassifier.evaluation.figures import fit_title
 from universalclassifier.evaluation.graded_metrics import (
     bootstrap_mae_difference,
     plot_regression_scatter,
@@ -22,8 +22,17 @@ from universalclassifier.evaluation.graded_metrics import (
 )
 from universalclassifier.evaluation.head_summary import head_summary, known_targets
 from universalclassifier.evaluation.metrics import plot_roc_curves
-from universalclassifier.evaluation.temperature import apply_temperature, fit_temperature, write_calibration
-from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout
+from universalclassifier.evaluation.temperature import (
+    CALIBRATION_BINS,
+    final_checkpoint_ids,
+    fit_head_temperature,
+    write_calibration,
+)
+from universalclassifier.inference.calibration import CALIBRATION_FILE
+from universalclassifier.json_files import read_json_file
+from universalclassifier.names import file_name_for
+from universalclassifier.paths import REFERENCE_FOLDER, ArtifactLayout, fold_folder_name
+from universalclassifier.planning.planner import NUM_FOLDS
 from universalclassifier.plans import ClassificationLabel, Plans
 
 logger = logging.getLogger(__name__)
@@ -32,7 +41,6 @@ SUMMARY_FILE = "cv_summary.json"
 REPORT_FILE = "cv_report.md"
 PLOTS_FOLDER = "cv_plots"
 PREDICTIONS_FILE = Path(ArtifactLayout.VALIDATION) / ArtifactLayout.PREDICTIONS_JSON
-CALIBRATION_BINS = 10
 DEEP_LABEL = "Deep model"
 REFERENCE_LABEL = "Radiomics reference (mirp features + logistic or ridge regression)"
 
@@ -103,10 +111,6 @@ def _pool(trainer_folder: Path, heads: Sequence[ClassificationLabel]) -> tuple[l
     return folds, pooled
 
 
-def _file_stem(head: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", head)
-
-
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|")
 
@@ -144,7 +148,7 @@ def plot_confusion_matrix(
     axes.set_yticks(ticks, labels=value_names)
     axes.set_xlabel("Predicted value")
     axes.set_ylabel("True value")
-    axes.set_title(title)
+    axes.set_title(fit_title(title, size + 1))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_file, format="png")
@@ -170,7 +174,7 @@ def summarize_head(
     known, values = known_targets(targets)
     predictions = predictions[known]
     plot_kinds = ("scatter",) if head.is_regression else ("roc", "confusion", "reliability")
-    plots = {kind: f"{plots_folder}/{kind}_{_file_stem(name)}.png" for kind in plot_kinds}
+    plots = {kind: f"{plots_folder}/{kind}_{file_name_for(name)}.png" for kind in plot_kinds}
     summary.update(folds=folds, plots=plots)
     if not known.any():
         return summary
@@ -182,11 +186,11 @@ def summarize_head(
     y = values.astype(np.int64)
     if head.type == "nominal" and fit_calibration:
         folds_of = [fold for (fold, _), is_known in zip(pooled.values(), known, strict=True) if is_known]
-        summary.update(_calibration(y, predictions, folds_of, title, folder / plots["reliability"], plots_folder))
+        summary.update(_calibration(name, y, predictions, folds_of, title, folder / plots["reliability"], plots_folder))
     ci = bootstrap_auc_ci(y, predictions, num_resamples=num_resamples, seed=seed, ordinal=head.ordinal)
     if summary["auc"] is not None and ci[0] is None:
         logger.warning("Head '%s': too few bootstrap resamples have a defined AUC for a confidence interval.", name)
-    plot_roc_curves(y, predictions, title, folder / plots["roc"])
+    plot_roc_curves(y, predictions, title, folder / plots["roc"], ordinal=head.ordinal, value_names=head.values)
     plot_confusion_matrix(summary["confusion_matrix"], list(head.values), title, folder / plots["confusion"])
     plot_reliability_diagram(y, predictions, title, folder / plots["reliability"], CALIBRATION_BINS)
     return {
@@ -198,22 +202,18 @@ def summarize_head(
 
 
 def _calibration(
-    y: np.ndarray, probabilities: np.ndarray, folds: list[str], title: str, plot: Path, plots_folder: str
+    name: str, y: np.ndarray, probabilities: np.ndarray, folds: list[str], title: str, plot: Path, plots_folder: str
 ) -> dict:
-    """The head's temperature (fitted on every case) and the ECE after temperature scaling, cross-fitted: each fold's
-    cases scaled with the temperature fitted on the other folds' cases (None with one fold only)."""
-    result: dict = {"temperature": fit_temperature(y, probabilities), "ece_calibrated": None}
-    fold_array = np.array(folds)
-    if len(set(folds)) < 2:
-        return result
-    scaled = np.empty_like(probabilities)
-    for fold in set(folds):
-        inside = fold_array == fold
-        scaled[inside] = apply_temperature(probabilities[inside], fit_temperature(y[~inside], probabilities[~inside]))
-    result["ece_calibrated"] = expected_calibration_error(y, scaled, CALIBRATION_BINS)
-    calibrated_plot = plot.with_name(plot.name.replace("reliability_", "reliability_calibrated_"))
-    plot_reliability_diagram(y, scaled, f"{title} (temperature-scaled)", calibrated_plot, CALIBRATION_BINS)
-    result["plot_calibrated"] = f"{plots_folder}/{calibrated_plot.name}"
+    """The head's temperature scaling as `fit_head_temperature` judges it, with a reliability diagram of the
+    cross-fitted probabilities where there are some."""
+    fit = fit_head_temperature(y, probabilities, folds, name)
+    result = fit.to_dict()
+    if fit.cross_fitted is not None:
+        calibrated_plot = plot.with_name(plot.name.replace("reliability_", "reliability_calibrated_"))
+        plot_reliability_diagram(
+            y, fit.cross_fitted, f"{title} (temperature-scaled, cross-fitted)", calibrated_plot, CALIBRATION_BINS
+        )
+        result["plot_calibrated"] = f"{plots_folder}/{calibrated_plot.name}"
     return result
 
 
@@ -342,11 +342,22 @@ def _calibration_lines(name: str, head: dict) -> list[str]:
     """The temperature-scaling paragraph of a nominal head's section."""
     if "temperature" not in head:
         return []
+    fitted = head["temperature_fitted"]
+    if head["temperature_kept"]:
+        decision = (
+            f"Temperature scaling: T = {head['temperature']:.3f}, kept in {CALIBRATION_FILE} "
+            f"({head['temperature_reason']}); predict() applies it unless calibrate=False."
+        )
+    else:
+        found = "" if fitted is None else f" (fitted T = {fitted:.3f})"
+        decision = (
+            f"Temperature scaling: none{found}; {CALIBRATION_FILE} holds T = 1 for this head: "
+            f"{head['temperature_reason']}."
+        )
     lines = [
         "",
-        f"Temperature scaling: T = {head['temperature']:.3f} (calibration.json; predict() applies it unless "
-        f"calibrate=False). ECE {_number(head['ece'])} before, {_number(head['ece_calibrated'])} after "
-        "(cross-fitted: each fold's cases scaled with the temperature fitted on the other folds).",
+        f"{decision} ECE {_number(head['ece'])} without, {_number(head['ece_calibrated'])} with it (cross-fitted: "
+        "each fold's cases scaled with the temperature fitted on the other folds).",
     ]
     if head.get("plot_calibrated"):
         lines.append(f"![Reliability diagram of {name} after temperature scaling]({head['plot_calibrated']})")
@@ -476,12 +487,12 @@ def head_section(name: str, head: dict) -> list[str]:
 def _report(summary: dict) -> str:
     """The markdown report of a summary made by summarize_cross_validation."""
     lines = [
-        f"# Cross-validation summary: {summary['task']}",
+        f"# Cross-validation summary: {summary['task']}, {summary['trainer']}",
         "",
-        f"Out-of-fold predictions of {len(summary['folds'])} fold(s) ({', '.join(summary['folds'])}), "
-        f"{summary['num_cases']} case(s) pooled.",
+        f"Out-of-fold predictions of {folds_sentence(summary['folds'], summary['planned_folds'])} of the trainer "
+        f"folder `{summary['trainer_folder']}`, {summary['num_cases']} case(s) pooled.",
         f"AUC: ROC AUC (nominal heads with more than two values: macro mean of the one-vs-rest AUCs; ordinal heads: "
-        f"mean of the AUCs of the thresholds grade >= k); 95% CI: percentile bootstrap over cases, "
+        f"mean of the AUCs of the thresholds grade >= k); 95% CI: {INTERVAL_DESCRIPTION}, "
         f"{summary['num_resamples']} resamples (seed {summary['seed']}). "
         f"ECE: top-label expected calibration error, {summary['calibration_bins']} equal-width confidence bins.",
     ]
@@ -489,6 +500,35 @@ def _report(summary: dict) -> str:
     for name, head in summary["heads"].items():
         lines += head_section(name, head)
     return "\n".join(lines) + "\n"
+
+
+def folds_sentence(folds: Sequence[str], planned: Sequence[str]) -> str:
+    """E.g. "2 of 5 planned folds (fold_0, fold_1; **missing: fold_2, fold_3, fold_4**)" or "5 folds (fold_0, ...)"."""
+    missing = [fold for fold in planned if fold not in folds]
+    if not missing:
+        return f"{len(folds)} fold(s) ({', '.join(folds)})"
+    return f"{len(folds)} of {len(planned)} planned folds ({', '.join(folds)}; **missing: {', '.join(missing)}**)"
+
+
+def planned_folds(splits_file: Path | None) -> list[str]:
+    """The folds the task's splits_final.json plans (fold_0 .. fold_{n-1}), or the default five without one."""
+    if splits_file is not None and Path(splits_file).is_file():
+        splits = read_json_file(Path(splits_file), "splits")
+        if isinstance(splits, list) and splits:
+            return [fold_folder_name(k) for k in range(len(splits))]
+        logger.warning("%s is not a list of folds; assuming the default %d folds.", splits_file, NUM_FOLDS)
+    return [fold_folder_name(k) for k in range(NUM_FOLDS)]
+
+
+def warn_missing_folds(folds: Sequence[str], planned: Sequence[str], what: str) -> None:
+    """Warn when `what` (e.g. "The cross-validation summary") covers fewer folds than planned."""
+    missing = [fold for fold in planned if fold not in folds]
+    if missing:
+        logger.warning(
+            "%s covers %d of %d planned folds (%s); missing: %s. Train (and validate) the missing folds, or read the "
+            "results as those of part of the folds only.",
+            what, len(folds), len(planned), ", ".join(folds) or "none", ", ".join(missing),
+        )
 
 
 def metric_tables(heads: dict) -> list[str]:
@@ -543,16 +583,19 @@ def format_summary_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, seed: int = 0) -> dict:
+def summarize_cross_validation(
+    trainer_folder: Path, num_resamples: int = 1000, seed: int = 0, planned: Sequence[str] | None = None
+) -> dict:
     """Pool the out-of-fold predictions of every fold_N of `trainer_folder` and write the cross-validation summary.
 
     Writes cv_summary.json (returned as a dict), cv_report.md and cv_plots/{roc,confusion,reliability}_<head>.png
     into `trainer_folder`. Per head: head_metrics of the pooled cases, auc_ci_95 (bootstrap, None when undefined),
     ece (top-label, 10 bins), the folds used, the value names and the plot paths relative to `trainer_folder`;
-    nominal heads also get their temperature and the cross-fitted ECE after scaling, and calibration.json is written
-    (see evaluation/temperature.py). `reference`: the same metrics of the radiomics reference in the sibling
-    RadiomicsReference/ folder (uc_radiomics) with the paired AUC difference to the deep model, or
-    {"available": false, "how_to": ...} when there is none.
+    nominal heads also get their temperature scaling (see evaluation/temperature.py), and calibration.json is written
+    with the checkpoint ids of the folds. `planned`: the folds the task's splits plan (default: fold_0 .. fold_4); a
+    warning says when fewer were pooled, and the report names the missing ones. `reference`: the same metrics of
+    the radiomics reference in the sibling RadiomicsReference/ folder (uc_radiomics) with the paired AUC difference
+    to the deep model, or {"available": false, "how_to": ...} when there is none.
     """
     trainer_folder = Path(trainer_folder)
     plans_file = ArtifactLayout(trainer_folder).plans_file
@@ -567,22 +610,27 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
     title = f"{plans.task_name} cross-validation"
     contributing = {fold for fold, _ in pooled.values()}
     used = [fold for fold in folds if fold in contributing]
+    planned = list(planned) if planned is not None else planned_folds(None)
+    warn_missing_folds(used, planned, "The cross-validation summary")
     heads = {
         head.name: summarize_head(head, pooled, used, title, trainer_folder, num_resamples, seed)
         for head in plans.classification_labels
     }
     summary = {
         "task": plans.task_name,
+        "trainer": trainer_folder.name.partition("__")[0],
+        "trainer_folder": trainer_folder.name,
         "folds": folds,
+        "planned_folds": planned,
         "num_cases": len(pooled),
         "num_resamples": num_resamples,
         "seed": seed,
         "calibration_bins": CALIBRATION_BINS,
         "heads": heads,
     }
-    temperatures = {
+    calibration = {
         name: {
-            "temperature": head["temperature"],
+            **{key: value for key, value in head.items() if key.startswith("temperature")},
             "num_cases": head["num_cases"],
             "ece": head["ece"],
             "ece_calibrated_cross_fitted": head["ece_calibrated"],
@@ -590,8 +638,7 @@ def summarize_cross_validation(trainer_folder: Path, num_resamples: int = 1000, 
         for name, head in heads.items()
         if "temperature" in head
     }
-    if temperatures:
-        write_calibration(trainer_folder, plans, temperatures)
+    write_calibration(trainer_folder, plans, final_checkpoint_ids(trainer_folder, used), calibration)
     summary["reference"] = _reference_summary(
         trainer_folder.parent / REFERENCE_FOLDER,
         plans.classification_labels,

@@ -1,19 +1,24 @@
-"""Temperature scaling of nominal heads: fitted on the pooled out-of-fold predictions, applied by predict().
+"""Fitting temperature scaling of nominal heads on the pooled out-of-fold predictions (uc_summarize).
 
-A head's probabilities p become softmax(log p / T): T > 1 softens over-confident predictions, T < 1 sharpens
-under-confident ones, and the predicted value (the argmax) never changes, so accuracy and AUC stay as they are.
-T minimizes the negative log-likelihood of the targets (Guo et al. 2017) over [MIN_TEMPERATURE, MAX_TEMPERATURE].
+T minimizes the negative log-likelihood of the targets (Guo et al. 2017) over [MIN_TEMPERATURE, MAX_TEMPERATURE];
+inference/calibration.py applies it. A head keeps its temperature only when it can be trusted to help:
+- at least MIN_CALIBRATION_CASES pooled cases with a known value, and at least two different values among them;
+- at least two folds, so that the ECE after scaling can be cross-fitted (each fold's cases scaled with the
+  temperature fitted on the other folds' cases);
+- that cross-fitted ECE is below the ECE without scaling.
+Otherwise the head gets T = 1 (no scaling) and the reason. A temperature on a bound of the search is kept or not by the
+same rule, with a warning (the predictions hardly separate the values, or too few cases).
 
-`uc_summarize` fits one T per nominal head and writes `calibration.json` into the trainer folder (with the plans hash,
-so a model re-planned later does not use it); ordinal and regression heads are left as they are. The CV report's
-"after" ECE is cross-fitted: each fold's cases are scaled with the T fitted on the other folds' cases.
+calibration.json records the plans hash and the `checkpoint_id` of every fold's final checkpoint, so that it is not
+applied after a fold was retrained or to folds it was not fitted on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +27,24 @@ from scipy.optimize import minimize_scalar
 
 from universalclassifier.atomic import write_json_atomic
 from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.calibration import expected_calibration_error
+from universalclassifier.inference.calibration import (
+    CALIBRATION_FILE,
+    CALIBRATION_FORMAT_VERSION,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    apply_temperature,
+)
+from universalclassifier.json_files import read_json_file
+from universalclassifier.paths import ArtifactLayout
 from universalclassifier.plans import Plans
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_FILE = "calibration.json"
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
-_FLOOR = 1e-12  # probabilities are clipped here before the logarithm
-
-
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Rows of `probabilities` (N, K) or one row (K,) rescaled as softmax(log p / T)."""
-    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _FLOOR, 1.0)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=-1, keepdims=True)
+MIN_CALIBRATION_CASES = 20
+CALIBRATION_BINS = 10
+_FLOOR = 1e-12
+_BOUND_TOLERANCE = 1e-3  # relative: a fit this close to a search bound counts as on it
 
 
 def _negative_log_likelihood(targets: np.ndarray, probabilities: np.ndarray, temperature: float) -> float:
@@ -59,34 +67,107 @@ def fit_temperature(targets: ArrayLike, probabilities: np.ndarray) -> float:
     return float(math.exp(result.x))
 
 
-def write_calibration(trainer_folder: Path, plans: Plans, temperatures: dict[str, dict]) -> Path:
-    """Write calibration.json: per head {"temperature", "num_cases", ...}, with the plans hash."""
-    path = Path(trainer_folder) / CALIBRATION_FILE
-    write_json_atomic(path, {"method": "temperature", "plans_hash": plans.content_hash(), "heads": temperatures})
-    return path
+def on_bound(temperature: float) -> bool:
+    """Whether a fitted temperature lies on a bound of the search interval."""
+    return temperature <= MIN_TEMPERATURE * (1 + _BOUND_TOLERANCE) or temperature >= MAX_TEMPERATURE * (
+        1 - _BOUND_TOLERANCE
+    )
 
 
-def read_temperatures(trainer_folder: Path, plans: Plans) -> dict[str, float]:
-    """{head: T} of calibration.json for these plans; {} without the file or when it was made for other plans."""
-    path = Path(trainer_folder) / CALIBRATION_FILE
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-        heads = raw["heads"]
-        temperatures = {name: float(entry["temperature"]) for name, entry in heads.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserInputError(
-            f"{path} is damaged ({exc!r}); delete it, or run uc_summarize again to refit the calibration."
-        ) from exc
-    nominal = {head.name for head in plans.classification_labels if head.type == "nominal"}
-    valid = all(MIN_TEMPERATURE <= t <= MAX_TEMPERATURE for t in temperatures.values())
-    if not valid or not set(temperatures) <= nominal:
-        raise UserInputError(
-            f"{path} holds temperatures outside [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}] or for heads that are not "
-            "nominal heads of this model; delete it, or run uc_summarize again to refit the calibration."
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The outcome for one head: the temperature it keeps (1.0: none) and why."""
+
+    temperature: float  # the one calibration.json applies
+    fitted: float | None  # fitted on every case; None when there were too few cases to fit
+    kept: bool
+    reason: str
+    ece: float
+    ece_calibrated: float | None  # cross-fitted; None with fewer than two folds or too few cases
+    cross_fitted: np.ndarray | None  # the cross-fitted probabilities, for the reliability diagram
+
+    def to_dict(self) -> dict:
+        """The head's entry in the summary and in calibration.json."""
+        return {
+            "temperature": self.temperature,
+            "temperature_fitted": self.fitted,
+            "temperature_kept": self.kept,
+            "temperature_reason": self.reason,
+            "ece_calibrated": self.ece_calibrated,
+        }
+
+
+def fit_head_temperature(y: np.ndarray, probabilities: np.ndarray, folds: Sequence[str], name: str) -> TemperatureFit:
+    """Fit and judge a temperature for one nominal head (see the module docstring); `folds[n]` is case n's fold."""
+    ece = expected_calibration_error(y, probabilities, CALIBRATION_BINS)
+    present = sorted(set(np.asarray(y).tolist()))
+    if len(y) < MIN_CALIBRATION_CASES or len(present) < 2:
+        reason = (
+            f"only {len(y)} case(s) with a known value; a temperature needs at least {MIN_CALIBRATION_CASES}"
+            if len(y) < MIN_CALIBRATION_CASES
+            else f"only the value(s) {present} occur; a temperature needs at least two"
         )
-    if raw.get("plans_hash") != plans.content_hash():
-        logger.warning("%s was fitted for other plans; predicting without calibration (run uc_summarize again).", path)
-        return {}
-    return temperatures
+        logger.info("Head '%s': no temperature scaling, %s.", name, reason)
+        return TemperatureFit(1.0, None, False, reason, ece, None, None)
+    fitted = fit_temperature(y, probabilities)
+    if on_bound(fitted):
+        logger.warning(
+            "Head '%s': the fitted temperature %.3g lies on the bound of the search [%g, %g]: the out-of-fold "
+            "predictions hardly separate the values, or there are too few cases (%d) for a reliable fit.",
+            name, fitted, MIN_TEMPERATURE, MAX_TEMPERATURE, len(y),
+        )
+    fold_array = np.asarray(folds)
+    if len(set(folds)) < 2:
+        reason = "a single fold: whether it helps cannot be cross-fitted"
+        logger.info("Head '%s': temperature %.3f not kept, %s.", name, fitted, reason)
+        return TemperatureFit(1.0, fitted, False, reason, ece, None, None)
+    scaled = np.empty_like(probabilities)
+    for fold in sorted(set(folds)):
+        inside = fold_array == fold
+        scaled[inside] = apply_temperature(probabilities[inside], fit_temperature(y[~inside], probabilities[~inside]))
+    ece_calibrated = expected_calibration_error(y, scaled, CALIBRATION_BINS)
+    if ece_calibrated < ece:
+        reason = f"cross-fitted ECE {ece_calibrated:.3f} is below {ece:.3f} without it"
+        logger.info("Head '%s': temperature %.3f kept, %s.", name, fitted, reason)
+        return TemperatureFit(fitted, fitted, True, reason, ece, ece_calibrated, scaled)
+    reason = f"cross-fitted ECE {ece_calibrated:.3f} is not below {ece:.3f} without it"
+    logger.info("Head '%s': temperature %.3f not kept (T = 1), %s.", name, fitted, reason)
+    return TemperatureFit(1.0, fitted, False, reason, ece, ece_calibrated, scaled)
+
+
+def final_checkpoint_ids(trainer_folder: Path, folds: Sequence[str]) -> dict[str, str | None]:
+    """{fold: checkpoint_id of its final checkpoint}; None for a checkpoint of format 2 (it had no id) or without
+    metadata (a fold that cannot predict, so a calibration is never applied to it)."""
+    from universalclassifier.artifact.checkpoint import CHECKPOINT_ID, metadata_file  # loads torch
+
+    ids: dict[str, str | None] = {}
+    for fold in folds:
+        checkpoint = Path(trainer_folder) / fold / ArtifactLayout.FINAL
+        if not metadata_file(checkpoint).exists():
+            ids[fold] = None
+            continue
+        metadata = read_json_file(metadata_file(checkpoint), "checkpoint metadata")
+        checkpoint_id = metadata.get(CHECKPOINT_ID) if isinstance(metadata, dict) else None
+        if checkpoint_id is not None and not isinstance(checkpoint_id, str):
+            raise UserInputError(f"{metadata_file(checkpoint)} holds no valid {CHECKPOINT_ID}; train {fold} again.")
+        ids[fold] = checkpoint_id
+    return ids
+
+
+def write_calibration(
+    trainer_folder: Path, plans: Plans, fold_checkpoints: dict[str, str | None], heads: dict[str, dict]
+) -> Path:
+    """Write calibration.json: the plans hash, {fold: checkpoint_id} and per nominal head its entry (see
+    `TemperatureFit.to_dict`, plus "num_cases" and "ece")."""
+    path = Path(trainer_folder) / CALIBRATION_FILE
+    write_json_atomic(
+        path,
+        {
+            "method": "temperature",
+            "format_version": CALIBRATION_FORMAT_VERSION,
+            "plans_hash": plans.content_hash(),
+            "folds": fold_checkpoints,
+            "heads": heads,
+        },
+    )
+    return path

@@ -10,6 +10,7 @@ import numpy as np
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.evaluation.head_summary import summarize_heads
+from universalclassifier.inference.outputs import head_result, prediction_cells, prediction_columns
 from universalclassifier.paths import ArtifactLayout
 from universalclassifier.plans import ClassificationLabel
 
@@ -21,12 +22,6 @@ def prediction_entry(label: ClassificationLabel, prediction: np.ndarray) -> dict
     return {"probabilities": prediction.astype(float).tolist()}
 
 
-def _columns(label: ClassificationLabel) -> list[str]:
-    if label.is_regression:
-        return [f"{label.name}_target", f"{label.name}_prediction"]
-    return [f"{label.name}_target"] + [f"{label.name}_p{v}" for v in range(label.num_values)]
-
-
 def write_validation_files(
     folder: Path,
     case_ids: Sequence[str],
@@ -36,6 +31,9 @@ def write_validation_files(
     summary_fields: Mapping[str, object],
 ) -> dict:
     """Write predictions.json, predictions.csv and summary.json into `folder` and return the per-head summary.
+
+    predictions.csv has per head `<head>_target` and the columns of `inference.outputs.prediction_columns` (the
+    probabilities, the predicted value and its name), as uc_predict's summary.csv.
 
     `targets[head][n]` (None: unknown) and `predictions[head][n]` (the value probabilities, or the predicted value of
     a regression head) belong to `case_ids[n]`. `summary_fields` (e.g. the fold) go into summary.json beside "heads".
@@ -49,12 +47,14 @@ def write_validation_files(
         for n, case_id in enumerate(case_ids)
     }
     write_json_atomic(folder / ArtifactLayout.PREDICTIONS_JSON, per_case)
-    rows: list[list] = [["case_id"] + [column for label in labels for column in _columns(label)]]
+    columns = [column for label in labels for column in [f"{label.name}_target", *prediction_columns(label)]]
+    rows: list[list] = [["case_id", *columns]]
     for n, case_id in enumerate(case_ids):
         row: list = [case_id]
         for label in labels:
             target = targets[label.name][n]
-            row += ["" if target is None else target] + [f"{p:.6f}" for p in predictions[label.name][n]]
+            result = head_result(label, np.asarray(predictions[label.name][n]))
+            row += ["" if target is None else target, *prediction_cells(label, result)]
         rows.append(row)
     write_atomic(folder / ArtifactLayout.PREDICTIONS_CSV, lambda handle: csv.writer(handle).writerows(rows))
     summary = summarize_heads(labels, targets, predictions)

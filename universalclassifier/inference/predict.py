@@ -1,4 +1,5 @@
-"""`predict()`: the function a challenge container calls; loaded models are cached in the process.
+"""`predict()`: the function a challenge container calls (and `predict_detailed()`, which also names each head's
+predicted value); loaded models are cached in the process.
 
 The cache holds at most `PREDICTOR_CACHE_SIZE` ensembles (least recently used first out). Its key is what decides
 the loaded weights, written one way only: the resolved trainer folder, the fold folders (sorted; `folds=None`
@@ -15,11 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from universalclassifier.artifact import find_fold_folders, find_trainer_folder
 from universalclassifier.dataset.image_io import is_existing_image
 from universalclassifier.errors import UserInputError
+from universalclassifier.inference.outputs import ContractValue, contract_value, head_result
 from universalclassifier.inference.predictor import Predictor, choose_device
 from universalclassifier.paths import fold_of_folder
 from universalclassifier.preprocessing.preprocessor import MAX_INPUT_VOXELS, MAX_RESAMPLED_VOXELS
@@ -158,7 +161,7 @@ def predict(
     covariates: Mapping[str, object] | None = None,
     impute_missing_covariates: bool = False,
     calibrate: bool = True,
-) -> list[float | list[float]]:
+) -> list[ContractValue]:
     """Classify one case with the trained ensemble in `artifact_path`.
 
     Args:
@@ -175,19 +178,76 @@ def predict(
         covariates: the case's covariate values by name (e.g. {"age": 63, "sex": "F"}; None where unknown), required
             by a model trained with covariates.
         impute_missing_covariates: impute unknown (or all, without `covariates`) values as in training.
-        calibrate: temperature-scale nominal heads with the calibration that uc_summarize fitted (if it ran).
+        calibrate: temperature-scale nominal heads with the calibration that uc_summarize fitted, where it holds for
+            these folds (it is left out, with a warning, after a fold was retrained; an INFO line says when it is
+            applied).
 
     Returns:
         One entry per classification label in dataset.json order: the probability of value 1 (a float) for a
         binary label, the value in the target's units (a float) for a regression head, else a list with one
-        probability per value (summing to 1).
+        probability per value (summing to 1). `predict_detailed` gives the predicted value and its name as well.
     """
+    _, per_head = _predict_per_head(
+        artifact_path, ordered_image_files, roi_segmentation_file, folds, task, tta, device, max_input_voxels,
+        max_resampled_voxels, covariates, impute_missing_covariates, calibrate,
+    )
+    return [contract_value(p) for p in per_head]
+
+
+def predict_detailed(
+    artifact_path: Path | str,
+    ordered_image_files: Sequence[Path | str],
+    roi_segmentation_file: Path | str | None = None,
+    *,
+    folds: Sequence[int | str] | None = None,
+    task: str | int | None = None,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+    max_input_voxels: int = MAX_INPUT_VOXELS,
+    max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
+    covariates: Mapping[str, object] | None = None,
+    impute_missing_covariates: bool = False,
+    calibrate: bool = True,
+) -> list[dict]:
+    """Like `predict` (same arguments, same ensemble), with the predicted value of every head named.
+
+    Returns one dict per classification label in dataset.json order (JSON-serialisable): "head" (its name), "type",
+    and for classification heads "probabilities" (one per value, also for binary heads), "prediction" (the
+    predicted value: the most probable value of a nominal head, the median grade of an ordinal head) and
+    "prediction_name" (that value's name in dataset.json); for regression heads "prediction" (the value).
+    """
+    predictor, per_head = _predict_per_head(
+        artifact_path, ordered_image_files, roi_segmentation_file, folds, task, tta, device, max_input_voxels,
+        max_resampled_voxels, covariates, impute_missing_covariates, calibrate,
+    )
+    labels = predictor.plans.classification_labels
+    return [
+        {"head": label.name, "type": label.type, **head_result(label, p)}
+        for label, p in zip(labels, per_head, strict=True)
+    ]
+
+
+def _predict_per_head(
+    artifact_path: Path | str,
+    ordered_image_files: object,
+    roi_segmentation_file: Path | str | None,
+    folds: Sequence[int | str] | None,
+    task: str | int | None,
+    tta: bool,
+    device: str | torch.device | None,
+    max_input_voxels: int,
+    max_resampled_voxels: int,
+    covariates: Mapping[str, object] | None,
+    impute_missing_covariates: bool,
+    calibrate: bool,
+) -> tuple[Predictor, list[np.ndarray]]:
+    """The arguments of `predict` checked, and the cached predictor with its per-head prediction of the case."""
     files = _file_list(ordered_image_files, roi_segmentation_file)
     for name, limit in (("max_input_voxels", max_input_voxels), ("max_resampled_voxels", max_resampled_voxels)):
         if isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1:
             raise UserInputError(f"{name} must be a positive whole number of voxels, got {limit!r}.")
     predictor = get_predictor(artifact_path, folds, task, device)
-    return predictor.predict_case(
+    per_head = predictor.predict_per_head(
         files,
         roi_segmentation_file,
         tta=tta,
@@ -197,3 +257,4 @@ def predict(
         impute_missing_covariates=impute_missing_covariates,
         calibrate=calibrate,
     )
+    return predictor, per_head

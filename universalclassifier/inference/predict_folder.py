@@ -1,22 +1,38 @@
-"""Predict every case of a flat folder (`uc_predict.sh`): one JSON per case and a summary.csv."""
+"""Predict every case of a flat folder (`uc_predict.sh`): one JSON per case and a summary.csv.
+
+A case's JSON records the configuration it was made with (folds and their checkpoint ids, TTA, the calibration
+applied, plans hash, package version, the case's covariates); a later run skips a case only when its result is
+complete and that configuration is the same, and predicts it again otherwise. summary.csv lists the results of the
+current configuration only.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from universalclassifier.atomic import write_atomic, write_json_atomic
 from universalclassifier.covariates import read_covariates_csv
 from universalclassifier.dataset.image_io import is_existing_file, is_existing_folder, split_extension
 from universalclassifier.errors import UserInputError
+from universalclassifier.inference.outputs import (
+    check_head_result,
+    contract_value,
+    head_results,
+    prediction_cells,
+    prediction_columns,
+)
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predictor import Predictor
+from universalclassifier.json_files import read_json_file
+from universalclassifier.plans import ClassificationLabel
 from universalclassifier.preprocessing.preprocessor import InputLimits
 
 logger = logging.getLogger(__name__)
@@ -72,27 +88,89 @@ def find_roi(roi_folder: Path, case_id: str) -> Path:
     return matches[0]
 
 
-def read_result(out_file: Path, case_id: str, head_names: list[str], head_sizes: list[int]) -> dict | None:
-    """A case's result JSON if it is complete and well-formed for this model, else None (missing, truncated, ...)."""
+MAX_RESULT_BYTES = 1024 * 1024  # a case's result JSON: a few hundred bytes per head
+
+
+def read_result(out_file: Path, case_id: str, labels: Sequence[ClassificationLabel]) -> dict | None:
+    """A case's result JSON if it is complete and well-formed for these heads, else None (missing, truncated, ...).
+
+    A result of a version that recorded no configuration (and no `heads`) is returned as it is: its configuration
+    differs from every current one, so it is predicted again.
+    """
     try:
-        result = json.loads(out_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        result = read_json_file(out_file, "case result", MAX_RESULT_BYTES)
+    except UserInputError:
         return None
     if not isinstance(result, dict) or result.get("case_id") != case_id:
         return None
-    for name, size in zip(head_names, head_sizes, strict=True):
-        value = result.get(name)
-        expected = isinstance(value, float) if size <= 2 else isinstance(value, list) and len(value) == size
-        if not expected:
-            return None
+    if "configuration" not in result:
+        return result
+    heads = result.get("heads")
+    if not isinstance(heads, dict) or not all(check_head_result(label, heads.get(label.name)) for label in labels):
+        return None
     return result
 
 
-def _result_row(case_id: str, result: dict, head_names: list[str], head_sizes: list[int]) -> list:
-    row: list = [case_id]
-    for name, size in zip(head_names, head_sizes, strict=True):
-        value = result[name]
-        row += [f"{value:.6f}"] if size <= 2 else [f"{v:.6f}" for v in value]
+def case_result(
+    case_id: str, labels: Sequence[ClassificationLabel], per_head: Sequence[np.ndarray], configuration: dict
+) -> dict:
+    """A case's result JSON: per head its predict() value (as before, for scripts that read it), `heads` with the
+    probabilities, predicted value and its name (see inference/outputs.py) and the `configuration` it was made with."""
+    return {
+        "case_id": case_id,
+        **{label.name: contract_value(p) for label, p in zip(labels, per_head, strict=True)},
+        "heads": head_results(labels, per_head),
+        "configuration": configuration,
+    }
+
+
+def _changed(stored: dict, configuration: dict) -> list[str]:
+    """What differs between a stored result's configuration and the current one (its keys, or "configuration" for a
+    result made before configurations were recorded)."""
+    recorded = stored.get("configuration")
+    if not isinstance(recorded, dict):
+        return ["configuration"]
+    return [key for key, value in configuration.items() if recorded.get(key) != value]
+
+
+def _cases_to_predict(
+    cases: dict[str, list[Path]],
+    output_folder: Path,
+    labels: Sequence[ClassificationLabel],
+    configurations: dict[str, dict],
+) -> dict[str, list[Path]]:
+    """The cases without a complete result made with their current configuration; logs how many are predicted again
+    because their configuration changed, and what changed."""
+    todo, reasons, redone = {}, Counter[str](), 0
+    for case_id, files in cases.items():
+        out_file = output_folder / f"{case_id}.json"
+        if not out_file.exists():
+            todo[case_id] = files
+            continue
+        stored = read_result(out_file, case_id, labels)
+        if stored is None:
+            logger.warning("case %s: %s is damaged or incomplete; predicting it again", case_id, out_file)
+            todo[case_id] = files
+        elif changed := _changed(stored, configurations[case_id]):
+            logger.debug("case %s: %s was made with another %s; predicting it again", case_id, out_file, changed)
+            todo[case_id] = files
+            redone += 1
+            reasons.update(changed)
+        else:
+            logger.debug("case %s: %s exists, skipped", case_id, out_file)
+    if redone:
+        logger.info(
+            "Predicting %d case(s) again: their results were made with another configuration (%s differed).",
+            redone,
+            ", ".join(f"{key} in {count}" for key, count in sorted(reasons.items())),
+        )
+    return todo
+
+
+def _result_row(case_id: str, result: dict, labels: Sequence[ClassificationLabel]) -> list[str]:
+    row = [case_id]
+    for label in labels:
+        row += prediction_cells(label, result["heads"][label.name])
     return row
 
 
@@ -150,21 +228,26 @@ def predict_folder(
     missing from it, and empty cells, need `impute_missing_covariates`. Checked for every case before any is predicted.
     """
     predictor = get_predictor(artifact_path, folds, task)
-    plans = predictor.plans
+    labels = predictor.plans.classification_labels
     cases, covariates = folder_inputs(predictor, input_folder, roi_folder, covariates_file, impute_missing_covariates)
     output_folder.mkdir(parents=True, exist_ok=True)
-    failed, skipped = [], 0
-    for case_id, files in tqdm(cases.items(), desc="Predicting", unit="case", disable=not show_progress):
-        out_file = output_folder / f"{case_id}.json"
-        if out_file.exists() and not overwrite:
-            if read_result(out_file, case_id, plans.head_names, plans.head_sizes) is not None:
-                logger.debug("case %s: %s exists, skipped", case_id, out_file)
-                skipped += 1
-                continue
-            logger.warning("case %s: %s is damaged or incomplete; predicting it again", case_id, out_file)
+    configuration = predictor.configuration(tta, calibrate)
+    if calibrate and configuration["calibration"] is None:
+        logger.info("Predicting without calibration: the trainer folder holds none that fits these folds.")
+    case_configurations = {
+        case_id: {
+            **configuration,
+            "covariates": covariates.get(case_id),
+            "impute_missing_covariates": impute_missing_covariates,
+        }
+        for case_id in cases
+    }
+    todo = cases if overwrite else _cases_to_predict(cases, output_folder, labels, case_configurations)
+    failed, skipped = [], len(cases) - len(todo)
+    for case_id, files in tqdm(todo.items(), desc="Predicting", unit="case", disable=not show_progress):
         try:
             roi = find_roi(roi_folder, case_id) if roi_folder is not None else None
-            outputs = predictor.predict_case(
+            per_head = predictor.predict_per_head(
                 files,
                 roi,
                 tta=tta,
@@ -179,19 +262,19 @@ def predict_folder(
             logger.error("case %s failed: %s", case_id, exc)
             failed.append(case_id)
             continue
-        result = {"case_id": case_id, **dict(zip(plans.head_names, outputs, strict=True))}
-        write_json_atomic(out_file, result)
-    header = ["case_id"]
-    for name, size in zip(plans.head_names, plans.head_sizes, strict=True):
-        header += [name] if size <= 2 else [f"{name}_p{v}" for v in range(size)]  # p(1) or the regression value
+        result = case_result(case_id, labels, per_head, case_configurations[case_id])
+        write_json_atomic(output_folder / f"{case_id}.json", result)
+    header = ["case_id"] + [column for label in labels for column in prediction_columns(label)]
     rows = [header]
     for case_id in cases:
-        stored = read_result(output_folder / f"{case_id}.json", case_id, plans.head_names, plans.head_sizes)
-        if stored is not None:
-            rows.append(_result_row(case_id, stored, plans.head_names, plans.head_sizes))
+        stored = read_result(output_folder / f"{case_id}.json", case_id, labels)
+        if stored is not None and not _changed(stored, case_configurations[case_id]):
+            rows.append(_result_row(case_id, stored, labels))
+        elif stored is not None:
+            logger.warning("case %s: its result is from another configuration; left out of summary.csv", case_id)
     write_atomic(output_folder / "summary.csv", lambda handle: csv.writer(handle).writerows(rows))
     logger.info(
-        "Predicted %d case(s) into %s (%d finished before, %d failed)",
+        "Predicted %d case(s) into %s (%d finished before with the same configuration, %d failed)",
         len(cases) - skipped - len(failed),
         output_folder,
         skipped,

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,19 +18,22 @@ from universalclassifier.artifact import (
     find_trainer_folder,
     load_network_weights,
     load_plans,
+    network_from_weights,
 )
+from universalclassifier.artifact.checkpoint import CHECKPOINT_ID
 from universalclassifier.covariates import check_case_covariates, encode_covariates
 from universalclassifier.dataset.image_io import is_existing_image
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.temperature import apply_temperature, read_temperatures
+from universalclassifier.inference.calibration import Calibration, calibration_for_ensemble
+from universalclassifier.inference.outputs import ContractValue, contract_value
 from universalclassifier.network.heads import head_predictions
-from universalclassifier.network.i3d import network_for
 from universalclassifier.preprocessing.preprocessor import (
     MAX_INPUT_VOXELS,
     MAX_RESAMPLED_VOXELS,
     preprocess_case,
     to_network_input,
 )
+from universalclassifier.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +59,20 @@ class Predictor:
         self.plans = load_plans(self.trainer_folder)
         self.fold_folders = find_fold_folders(self.trainer_folder, None if folds is None else list(folds))
         self.device = choose_device(device)
-        self.temperatures = read_temperatures(self.trainer_folder, self.plans)  # nominal heads, from uc_summarize
-        loaded = [load_network_weights(folder, self.device) for folder in self.fold_folders]
+        loaded = [load_network_weights(folder, self.device, self.plans) for folder in self.fold_folders]
         check_folds_match_plans(
             self.trainer_folder,
             self.plans,
             {f.name: metadata for f, (_, metadata) in zip(self.fold_folders, loaded, strict=True)},
         )
-        self.networks = []
-        for weights, metadata in loaded:
-            network = network_for(self.plans, metadata["recipe"])
-            network.load_state_dict(weights)
-            self.networks.append(network.to(self.device).eval())
+        self.checkpoint_ids: dict[str, str | None] = {
+            f.name: metadata.get(CHECKPOINT_ID) for f, (_, metadata) in zip(self.fold_folders, loaded, strict=True)
+        }
+        self._calibration: tuple[Calibration | None] | None = None  # read on first use (see `calibration`)
+        self.networks = [
+            network_from_weights(self.plans, weights, metadata, folder).to(self.device).eval()
+            for folder, (weights, metadata) in zip(self.fold_folders, loaded, strict=True)
+        ]
         logger.info(
             "Loaded %s: %d fold(s) %s on %s",
             self.trainer_folder.parent.name,
@@ -125,18 +131,53 @@ class Predictor:
         flips = [()] if not tta else [axes for r in range(4) for axes in itertools.combinations((2, 3, 4), r)]
         sums = [torch.zeros(size, dtype=torch.float64, device=self.device) for size in self.plans.head_sizes]
         use_amp = self.device.type == "cuda"
-        for network in self.networks:
+        for folder, network in zip(self.fold_folders, self.networks, strict=True):
             for axes in flips:
                 x = torch.flip(batch, axes) if axes else batch
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = network(x, covariate_batch, zoom_batch)
                 predictions = head_predictions(self.plans.classification_labels, outputs)
+                if not all(bool(torch.isfinite(p).all()) for p in predictions):
+                    raise UserInputError(
+                        f"The network of {folder} predicts NaN or infinite values for this case: its weights or the "
+                        f"plans of {self.trainer_folder} are damaged, or the input is far outside what it was trained "
+                        "on; check the input, or train this fold again."
+                    )
                 for total, prediction in zip(sums, predictions, strict=True):
                     total += prediction[0].double()
         count = len(self.networks) * len(flips)
         return [(total / count).cpu().numpy() for total in sums]
 
-    def predict_case(
+    def calibration(self, calibrate: bool = True) -> Calibration | None:
+        """The calibration that predictions with `calibrate` apply: the trainer folder's calibration.json when it holds
+        for this ensemble (see `calibration_for_ensemble`), else None. Read on first use; the first time it is
+        applied, an INFO line says so."""
+        if not calibrate:
+            return None
+        if self._calibration is None:
+            found = calibration_for_ensemble(self.trainer_folder, self.plans, self.checkpoint_ids)
+            if found is not None:
+                logger.info(
+                    "Applying the temperature calibration %s (fitted by uc_summarize on %s): %s; pass "
+                    "calibrate=False / --no_calibration to predict without it.",
+                    found.path, ", ".join(sorted(found.fold_checkpoints)), found.describe(),
+                )
+            self._calibration = (found,)
+        return self._calibration[0]
+
+    def configuration(self, tta: bool, calibrate: bool) -> dict:
+        """What decides this ensemble's predictions besides the case: folds with their checkpoint ids, TTA, the
+        calibration applied (its identity, None without), plans hash and package version."""
+        calibration = self.calibration(calibrate)
+        return {
+            "folds": dict(self.checkpoint_ids),
+            "tta": tta,
+            "calibration": None if calibration is None else calibration.identity,
+            "plans_hash": self.plans.content_hash(),
+            "package_version": __version__,
+        }
+
+    def predict_per_head(
         self,
         image_files: Sequence[str | os.PathLike[str]],
         roi_file: Path | str | None = None,
@@ -147,13 +188,13 @@ class Predictor:
         covariates: Mapping[str, object] | None = None,
         impute_missing_covariates: bool = False,
         calibrate: bool = True,
-    ) -> list[float | list[float]]:
-        """The predict() contract for one case: per head a float (binary: p(1); regression: the value in the target's
-        units) or a list of probabilities (more values).
+    ) -> list[np.ndarray]:
+        """Per head the value probabilities (K,) or the regression value (1,) of one case.
 
         Inputs beyond the size limits (see `preprocess_case`) are refused before they are resampled, and covariates
         that do not fit the model (see `covariate_input`) before anything is read. With `calibrate`, nominal heads
-        are temperature-scaled with the trainer folder's calibration.json (written by uc_summarize), if any.
+        are temperature-scaled with the trainer folder's calibration.json (written by uc_summarize) where it holds
+        for this ensemble (see `calibration`).
         """
         self.check_files(image_files, roi_file)
         covariate_input = self.covariate_input(covariates, impute_missing_covariates)
@@ -167,9 +208,12 @@ class Predictor:
         )
         network_input = to_network_input(array, self.plans.num_roi_classes)
         per_head = self.predictions(network_input, tta, covariate_input, properties.zoom)
-        if calibrate:
-            per_head = [
-                apply_temperature(p, self.temperatures[head.name]) if head.name in self.temperatures else p
-                for head, p in zip(self.plans.classification_labels, per_head, strict=True)
-            ]
-        return [float(p[-1]) if len(p) <= 2 else [float(v) for v in p] for p in per_head]  # p(1), or the value
+        calibration = self.calibration(calibrate)
+        return per_head if calibration is None else calibration.apply(self.plans.classification_labels, per_head)
+
+    def predict_case(
+        self, image_files: Sequence[str | os.PathLike[str]], roi_file: Path | str | None = None, **options: Any
+    ) -> list[ContractValue]:
+        """The predict() contract for one case (`options` as for `predict_per_head`): per head a float (binary: p(1);
+        regression: the value in the target's units) or a list of probabilities (more values)."""
+        return [contract_value(p) for p in self.predict_per_head(image_files, roi_file, **options)]

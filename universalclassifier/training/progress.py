@@ -1,17 +1,28 @@
-"""The training progress plot: losses, validation AUC per head and learning rate per epoch."""
+"""The training progress plot: losses, validation AUC per head and the learning rates per epoch."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from universalclassifier.training.training_log import TrainingLog
 
-
-def plot_progress(log: TrainingLog, out_file: Path) -> None:
-    """Write progress.png from a training log: losses, validation AUC per head and learning rate per epoch."""
+if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+def plot_progress(
+    log: TrainingLog, out_file: Path, head_learning_rate_factor: float = 1.0, backbone_frozen: Sequence[bool] = ()
+) -> Figure:
+    """Write progress.png from a training log and return the figure: losses, validation AUC per head and the
+    learning rates of the backbone and of the heads (`head_learning_rate_factor` times the backbone's; a log axis,
+    since they differ by orders of magnitude). Epochs in `backbone_frozen` (True per epoch) have no backbone rate:
+    the backbone does not learn then. The epoch axis has whole-number ticks."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = np.arange(1, log.num_epochs + 1)
     figure = Figure(figsize=(8, 9), dpi=100, layout="constrained")
@@ -27,8 +38,16 @@ def plot_progress(log: TrainingLog, out_file: Path) -> None:
     auc_axes.set_ylim(0, 1)
     auc_axes.set_ylabel("validation AUC")
     auc_axes.legend()
-    lr_axes.plot(epochs, log.lr)
+    backbone = np.asarray(log.lr, dtype=np.float64)
+    frozen = np.zeros(len(backbone), dtype=bool)
+    frozen[: len(backbone_frozen)] = np.asarray(backbone_frozen, dtype=bool)[: len(backbone)]
+    lr_axes.plot(epochs, np.where(frozen, np.nan, backbone), marker=".", label="backbone (none while frozen)")
+    lr_axes.plot(epochs, backbone * head_learning_rate_factor, marker=".", label="heads")
+    lr_axes.set_yscale("log")
     lr_axes.set_ylabel("learning rate")
     lr_axes.set_xlabel("epoch")
+    lr_axes.legend()
+    lr_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     out_file.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_file, format="png")
+    return figure
