@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from universalclassifier.checks import int_at_least
-from universalclassifier.console import add_common_options, run_command
+from universalclassifier.console import TASK_FLAGS, add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.explain.cli import explain_main
 from universalclassifier.importing.cli import import_main
 from universalclassifier.paths import TRAINER
+from universalclassifier.sharing.cli import export_main, install_model_main
 
 logger = logging.getLogger("universalclassifier")
 
@@ -46,7 +47,7 @@ def plan_and_preprocess_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_root", help="data root holding raw/ (created: preprocessed/)")
     parser.add_argument(
-        "-t", "--task", required=True, nargs="+", metavar="TASK",
+        *TASK_FLAGS, required=True, nargs="+", metavar="TASK",
         help="task id(s) (e.g. 1, or 17 18 for several) or full name(s) (e.g. Task001_Name, Dataset001_Name)",
     )
     parser.add_argument(
@@ -110,7 +111,7 @@ def plan_and_preprocess_main(argv: Sequence[str] | None = None) -> int:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """`uc_train DATA 3d_fullres ClassifierTrainer TASK FOLD [options]`."""
+    """`uc_train DATA 3d_fullres TRAINER TASK FOLD [options]` or `uc_train DATA TASK 3d_fullres FOLD [-tr TRAINER]`."""
     from universalclassifier.training.run_training import main
 
     return main(argv)
@@ -123,13 +124,16 @@ def predict_parser() -> argparse.ArgumentParser:
         "ensemble in DATA/trained_models; writes OUT/CASE.json per case and OUT/summary.csv (per head the "
         "probabilities, the predicted value and its name).",
     )
-    parser.add_argument("data_root", help="data root holding trained_models/ (or a trained_models folder itself)")
+    parser.add_argument(
+        "data_root",
+        help="data root holding trained_models/ (or a trained_models folder itself, or a model zip of uc_export)",
+    )
     parser.add_argument("-i", "--input", required=True, help="folder with the cases' images")
     parser.add_argument("-o", "--output", required=True, help="folder for the results")
     parser.add_argument(
         "-s", "--seg", default=None, help="folder with the ROI segmentations (models trained with ROIs)"
     )
-    parser.add_argument("-t", "--task", default=None, help="task id or name (needed when several tasks are trained)")
+    parser.add_argument(*TASK_FLAGS, default=None, help="task id or name (needed when several tasks are trained)")
     parser.add_argument(
         "-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)"
     )
@@ -196,7 +200,7 @@ def summarize_parser() -> argparse.ArgumentParser:
         "balanced accuracy, confusion matrix and calibration per head.",
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
-    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument(*TASK_FLAGS, required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
     parser.add_argument(
         "-tr", "--trainer", default=TRAINER, help=f"trainer (recipe) whose folds to pool (default {TRAINER})"
     )
@@ -249,7 +253,7 @@ def radiomics_parser() -> argparse.ArgumentParser:
         "the deep model. Needs the optional dependency mirp: pip install 'universalclassifier[radiomics]'.",
     )
     parser.add_argument("data_root", help="data root holding raw/ (written: preprocessed/ and trained_models/)")
-    parser.add_argument("-t", "--task", required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
+    parser.add_argument(*TASK_FLAGS, required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
     parser.add_argument(
         "--num_workers",
         type=int_at_least(1),
@@ -290,7 +294,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "(evaluation_summary.json, evaluation_report.md, plots/) plus the worst-predicted cases per head.",
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
-    parser.add_argument("-t", "--task", required=True, help="task id or name")
+    parser.add_argument(*TASK_FLAGS, required=True, help="task id or name")
     parser.add_argument("-o", "--output", required=True, help="folder for the report")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-i", "--input", help="folder of test images (CASE_XXXX.<ext>), needs --labels")
@@ -358,6 +362,8 @@ COMMANDS = {
     "import": import_main,
     "evaluate": evaluate_main,
     "explain": explain_main,
+    "export": export_main,
+    "install_model": install_model_main,
 }
 
 

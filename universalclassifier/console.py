@@ -16,6 +16,9 @@ from tqdm import tqdm
 
 from universalclassifier.errors import UserInputError
 
+# The task option's spellings: -t (AUC23, nnU-Net v1), -d (nnU-Net v2's dataset option) and --task (the dest).
+TASK_FLAGS = ("-t", "-d", "--task")
+
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Add the mutually exclusive --verbose and --quiet options that `run_command` reads."""

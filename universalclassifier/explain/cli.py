@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from universalclassifier.console import add_common_options, run_command
+from universalclassifier.console import TASK_FLAGS, add_common_options, run_command
 from universalclassifier.errors import UserInputError
 from universalclassifier.explain.methods import METHOD_CHOICES
 
@@ -36,7 +36,7 @@ def explain_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--head", nargs="+", default=None, metavar="NAME", help="classification label(s) to explain (default: all)"
     )
-    parser.add_argument("-t", "--task", default=None, help="task id or name (needed when several tasks are trained)")
+    parser.add_argument(*TASK_FLAGS, default=None, help="task id or name (needed when several tasks are trained)")
     parser.add_argument(
         "-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: every trained fold)"
     )

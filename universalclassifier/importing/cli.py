@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from universalclassifier.console import add_common_options, run_command
+from universalclassifier.console import TASK_FLAGS, add_common_options, run_command
 from universalclassifier.errors import UserInputError
 
 logger = logging.getLogger("universalclassifier")
@@ -99,7 +99,7 @@ def import_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--from", dest="kind", required=True, choices=KINDS, help="the kind of source")
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="the source file(s) or folder of that kind")
-    parser.add_argument("-t", "--task", required=True, type=_task_id, metavar="ID", help="id of the new task (0-999)")
+    parser.add_argument(*TASK_FLAGS, required=True, type=_task_id, metavar="ID", help="id of the new task (0-999)")
     parser.add_argument(
         "--name", default=None, help="task name (default: the source's file or folder name, made file-name safe)"
     )

@@ -1,19 +1,24 @@
-"""Entry point of `uc_train.sh` and of `torchrun -m universalclassifier.training.run_training` (DDP)."""
+"""Entry point of `uc_train.sh` and of `torchrun -m universalclassifier.training.run_training` (DDP).
+
+Arguments come in the AUC23 (nnU-Net v1) order, `DATA 3d_fullres TRAINER TASK FOLD`, or in nnU-Net v2's,
+`DATA TASK 3d_fullres FOLD [-tr TRAINER]`; `resolve_order` tells them apart and refuses what fits neither.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 from universalclassifier.checks import int_at_least
 from universalclassifier.console import add_common_options, run_command
 from universalclassifier.errors import UserInputError
-from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER, TaskPaths
+from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
 
-logger = logging.getLogger(__name__)
+V1_FORM = "uc_train DATA 3d_fullres TRAINER TASK FOLD"
+V2_FORM = "uc_train DATA TASK 3d_fullres FOLD [-tr TRAINER]"
+# nnU-Net's configuration names: one of them second of three arguments marks the v2 order (only 3d_fullres exists here)
+CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -23,22 +28,31 @@ def train_parser() -> argparse.ArgumentParser:
     defaults = TrainingOptions()
     parser = argparse.ArgumentParser(
         prog="uc_train",
+        usage=f"{V1_FORM} [options]   (AUC23, nnU-Net v1 order)\n       {V2_FORM} [options]   (nnU-Net v2 order)",
         description="Train one fold of the classifier on a preprocessed task. Distributed: "
-        "torchrun --nproc_per_node N -m universalclassifier.training.run_training "
-        "DATA 3d_fullres ClassifierTrainer TASK FOLD",
+        "torchrun --nproc_per_node N -m universalclassifier.training.run_training DATA 3d_fullres ClassifierTrainer "
+        "TASK FOLD (or the v2 order)",
     )
-    parser.add_argument("data_root", help="data root holding preprocessed/ (writes trained_models/)")
-    parser.add_argument("network", help=f"network configuration; only '{NETWORK}' exists")
+    parser.add_argument("data_root", metavar="DATA", help="data root holding preprocessed/ (writes trained_models/)")
     parser.add_argument(
-        "trainer", help=f"trainer (training recipe): {TRAINER} (the default recipe) or {', '.join(list(RECIPES)[1:])}"
+        "arguments",
+        nargs="+",
+        metavar="ARG",
+        help=f"v1 order: 3d_fullres TRAINER TASK FOLD; v2 order: TASK 3d_fullres FOLD. '{NETWORK}' is the only "
+        f"configuration; TRAINER (the training recipe): {TRAINER} (the default recipe) or "
+        f"{', '.join(list(RECIPES)[1:])}; TASK: id (e.g. 1) or full name (Task001_Name); FOLD: 0-4 of "
+        "splits_final.json, or 'all' (also 'fold_all') to train on every case",
     )
-    parser.add_argument("task", help="task id (e.g. 1) or full name (Task001_Name)")
-    parser.add_argument("fold", help="fold 0-4 of splits_final.json, or 'all' to train on every case")
     parser.add_argument(
-        "-c", "--continue_training", action="store_true", help="continue from model_latest of this fold"
+        "-tr", "--trainer", default=None, metavar="TRAINER", help=f"v2 order: the trainer (default {TRAINER})"
     )
     parser.add_argument(
-        "--validation_only", action="store_true", help="only recompute validation/ from the final checkpoint"
+        "-c", "--c", "--continue_training", dest="continue_training", action="store_true",
+        help="continue from model_latest of this fold",
+    )
+    parser.add_argument(
+        "--val", "--validation_only", dest="validation_only", action="store_true",
+        help="only recompute validation/ from the final checkpoint",
     )
     parser.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA (and no --bf16 on the CPU)")
     parser.add_argument(
@@ -82,28 +96,52 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
-    if args.network != NETWORK:
-        raise UserInputError(f"Unknown network '{args.network}': universalclassifier plans one stage, use '{NETWORK}'.")
-    if args.fold != "all" and not (args.fold.isdigit() and 0 <= int(args.fold) < 100):
+def resolve_order(args: argparse.Namespace) -> argparse.Namespace:
+    """The parsed command line with its positional arguments named, whichever order they came in.
+
+    Four arguments after DATA are the v1 order (and take no -tr). Three are the v2 order when the first is not a
+    configuration name and the second is one or -tr is given; the trainer is then -tr's, else the default. Anything
+    else is refused, showing both orders. `fold_all` (nnU-Net v2's folder name) reads as `all`. The result holds
+    network, trainer, task and fold instead of `arguments`; an unknown network is refused.
+    """
+    values = list(args.arguments)
+    given = " ".join(values + ([] if args.trainer is None else ["-tr", args.trainer]))
+    if len(values) == 4 and args.trainer is None:
+        network, trainer, task, fold = values
+    elif len(values) == 3 and values[0] not in CONFIGURATIONS and (
+        values[1] in CONFIGURATIONS or args.trainer is not None
+    ):
+        task, network, fold = values
+        trainer = TRAINER if args.trainer is None else args.trainer
+    else:
+        if len(values) == 4:
+            reason = "-tr belongs to the v2 order, which has 3 arguments after DATA"
+        else:
+            reason = f"{len(values)} argument(s) after DATA fit neither order"
         raise UserInputError(
-            f"Fold '{args.fold}' is not valid: use 0-4 (or another index of splits_final.json) or 'all'."
+            f"Cannot read '{given}': {reason}; write `{V1_FORM}` (AUC23, nnU-Net v1 order) or `{V2_FORM}` "
+            "(nnU-Net v2 order)."
         )
-    if args.continue_training and args.validation_only:
-        raise UserInputError("Use either -c or --validation_only, not both.")
+    if network != NETWORK:
+        raise UserInputError(f"Unknown network '{network}': universalclassifier plans one stage, use '{NETWORK}'.")
+    named = {key: value for key, value in vars(args).items() if key not in ("arguments", "trainer")}
+    return argparse.Namespace(
+        **named, network=network, trainer=trainer, task=task, fold="all" if fold == "fold_all" else fold
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
-    _check_arguments(args)
-    from universalclassifier.training.distributed import init_distributed, shutdown_distributed
-    from universalclassifier.training.fold_lock import fold_lock
-    from universalclassifier.training.recipes import recipe_for
-    from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
+    from universalclassifier.training.train_fold import train
 
-    recipe_for(args.trainer)  # refuse an unknown trainer before any work
-
-    paths = TaskPaths.find(args.data_root, args.task)
-    options = TrainingOptions(
+    args = resolve_order(args)
+    train(
+        args.data_root,
+        args.task,
+        args.fold,
+        args.trainer,
+        continue_training=args.continue_training,
+        validation_only=args.validation_only,
+        plans_identifier=args.plans_identifier,
         max_num_epochs=args.max_num_epochs,
         num_batches_per_epoch=args.num_batches_per_epoch,
         num_val_batches_per_epoch=args.num_val_batches_per_epoch,
@@ -114,39 +152,11 @@ def _train(args: argparse.Namespace) -> None:
         save_every=args.save_every,
         show_progress=not args.quiet,
     )
-    context = init_distributed()
-    if not context.is_main:
-        logging.getLogger("universalclassifier").setLevel(logging.WARNING)
-    try:
-        fold = args.fold if args.fold == "all" else int(args.fold)
-        trainer = ClassifierTrainer(paths, fold, options, args.plans_identifier, context, args.trainer)
-        # the lock is taken before the log file is opened: a refused second run writes nothing into the fold
-        with fold_lock(trainer.output_folder) if context.is_main else nullcontext():
-            handler = _log_to_file(trainer.output_folder / "training_log.txt") if context.is_main else None
-            try:
-                if args.validation_only:
-                    if context.is_main:
-                        trainer.validation_only()
-                else:
-                    trainer.run_training(resume=args.continue_training)
-            finally:
-                if handler is not None:
-                    logging.getLogger("universalclassifier").removeHandler(handler)
-                    handler.close()
-    finally:
-        shutdown_distributed(context)
-
-
-def _log_to_file(path) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("universalclassifier").addHandler(handler)
-    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`uc_train DATA 3d_fullres ClassifierTrainer TASK FOLD [options]`."""
-    args = train_parser().parse_args(argv)
+    """`uc_train DATA 3d_fullres TRAINER TASK FOLD [options]` or `uc_train DATA TASK 3d_fullres FOLD [-tr TRAINER]`."""
+    args = train_parser().parse_intermixed_args(argv)
     return run_command(args, _train)
 
 
