@@ -45,6 +45,14 @@ class Optimizers:
         for group in self.heads.param_groups:
             group["lr"] = learning_rate * self.recipe.head_learning_rate_factor
 
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rate of every parameter group: `backbone` and `heads` (`<name>_<i>` for further groups)."""
+        return {
+            name if i == 0 else f"{name}_{i}": float(group["lr"])
+            for name, optimizer in (("backbone", self.backbone), ("heads", self.heads))
+            for i, group in enumerate(optimizer.param_groups)
+        }
+
     def zero_grad(self) -> None:
         for optimizer in self.all:
             optimizer.zero_grad(set_to_none=True)

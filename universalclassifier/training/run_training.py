@@ -92,6 +92,19 @@ def train_parser() -> argparse.ArgumentParser:
         default=defaults.save_every,
         help=f"write model_latest every N epochs (default {defaults.save_every})",
     )
+    parser.add_argument(
+        "--pretrained_weights",
+        metavar="PATH",
+        help="start the backbone (and fine ROI branch) from a trained model: its fold folder or its "
+        "model_final_checkpoint.model; same number of modalities and network layers, heads new for this task; "
+        "not with -c or --validation_only",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files (losses, validation AUC, learning rates, epoch time) into "
+        "fold_X/tensorboard/; needs pip install 'universalclassifier[tensorboard]'",
+    )
     add_common_options(parser)
     return parser
 
@@ -151,6 +164,8 @@ def _train(args: argparse.Namespace) -> None:
         bf16=args.bf16,
         save_every=args.save_every,
         show_progress=not args.quiet,
+        pretrained_weights=args.pretrained_weights,
+        tensorboard=args.tensorboard,
     )
 
 

@@ -43,7 +43,9 @@ def train(
         plans_identifier: the plans to train with (default ``UniversalClassifierPlansv1.0``).
         **options: any field of ``TrainingOptions``, defaults as for ``uc_train``: ``max_num_epochs``,
             ``num_batches_per_epoch``, ``num_val_batches_per_epoch``, ``num_workers``, ``seed``, ``fp32``, ``bf16``,
-            ``save_every``, ``show_progress``.
+            ``save_every``, ``show_progress``, ``pretrained_weights`` (a trained fold folder or its final checkpoint:
+            the backbone starts from it, the heads are new; only for a training from the start) and ``tensorboard``
+            (also write TensorBoard event files into ``tensorboard/`` of the fold folder; needs the package).
 
     Returns:
         ``DATA/trained_models/nnUNet/3d_fullres/<task>/<trainer>__<plans>/fold_N`` (or ``all``), holding
@@ -52,13 +54,18 @@ def train(
     One run per fold at a time: a second one is refused while another process trains that fold. Every INFO log
     line of the run also goes to ``training_log.txt`` (the package logger is set to INFO meanwhile if it was
     quieter). Under ``torchrun`` every process calls this and only rank 0 writes. Raises ``UserInputError`` for a
-    bad fold, trainer or option, a task that is not preprocessed, or both ``continue_training`` and
-    ``validation_only``.
+    bad fold, trainer or option, a task that is not preprocessed, both ``continue_training`` and
+    ``validation_only``, or ``pretrained_weights`` with either of them.
     """
     checked_fold = _checked_fold(fold)
     if continue_training and validation_only:
         raise UserInputError("Use either -c (continue_training) or --validation_only, not both.")
     training_options = _training_options(options)
+    if training_options.pretrained_weights is not None and (continue_training or validation_only):
+        raise UserInputError(
+            "--pretrained_weights starts a new training; -c and --validation_only read the fold's own checkpoints, "
+            "which record the weights that training started from: drop --pretrained_weights."
+        )
     recipe_for(trainer)  # refuse an unknown trainer before any work
     paths = TaskPaths.find(data_root, task)
     context = init_distributed()
