@@ -95,7 +95,7 @@ def make_plans(num_modalities: int, image_size: tuple[int, ...], dummy_2d: bool 
     return Plans(
         task_name="Task001_Fake",
         modalities=[f"m{i}" for i in range(num_modalities)],
-        normalization_schemes=["nonCT"] * num_modalities,
+        normalization_schemes=["zscore"] * num_modalities,
         use_mask_for_norm=[False] * num_modalities,
         intensity_properties={},
         transpose_forward=[0, 1, 2],

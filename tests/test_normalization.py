@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from universalclassifier.errors import UserInputError
 from universalclassifier.preprocessing.normalization import (
     CT,
     NO_NORM,
@@ -41,3 +42,20 @@ def test_normalize_dispatches_per_channel():
     np.testing.assert_array_equal(out[1], data[1])
     with pytest.raises(ValueError, match="Unknown normalization scheme"):
         normalize(data, ["fancy", NO_NORM], [False, False], {}, None)
+
+
+def test_zscore_of_float32_values_near_5e36_is_finite_and_exact():
+    """float32 sums and squares overflow beyond about 1e19: the z-score is computed in float64 (issue 21)."""
+    x = np.array([1e36, 3e36, 5e36, 7e36], np.float32)
+    expected = (np.array([-3.0, -1.0, 1.0, 3.0]) / np.sqrt(5.0)).astype(np.float32)
+    np.testing.assert_allclose(normalize_zscore(x, None), expected, rtol=1e-5)
+    mask = np.array([True, True, True, False])
+    np.testing.assert_allclose(normalize_zscore(x, mask), [-np.sqrt(1.5), 0.0, np.sqrt(1.5), 0.0], atol=1e-6)
+    data = np.stack([x.reshape(1, 1, 4)] * 2)
+    assert np.isfinite(normalize(data, [ZSCORE, ZSCORE], [False, True], {}, mask.reshape(1, 1, 4))).all()
+
+
+def test_values_beyond_float32_after_normalization_are_refused_naming_the_case():
+    data = np.full((1, 2, 2, 2), np.inf, np.float32)  # e.g. a spline overshoot past 3.4e38 when resampling
+    with pytest.raises(UserInputError, match=r"case c7: channel 0 \(noNorm normalization\) has NaN or infinite"):
+        normalize(data, [NO_NORM], [False], {}, None, "case c7")

@@ -71,8 +71,11 @@ def test_training_writes_the_model_folder(task, trained):
 
     validation = trained / "validation"
     rows = (validation / "predictions.csv").read_text().strip().splitlines()
-    assert rows[0].split(",") == ["case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1",
-                                  "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2"]
+    assert rows[0].split(",") == [
+        "case_id", "lesion_contrast_target", "lesion_contrast_p0", "lesion_contrast_p1", "lesion_contrast_prediction",
+        "lesion_contrast_prediction_name", "lesion_size_target", "lesion_size_p0", "lesion_size_p1", "lesion_size_p2",
+        "lesion_size_prediction", "lesion_size_prediction_name",
+    ]
     assert sorted(r.split(",")[0] for r in rows[1:]) == sorted(val_ids)
     predictions = json.loads((validation / "predictions.json").read_text())
     for case in predictions.values():

@@ -25,14 +25,25 @@ def make_untrained_artifact(root: Path, task_id: int = TASK_ID) -> TaskPaths:
     generate_task(root, task_id, "TinyUntrained", num_cases=6, base_size=(8, 12, 12), num_test=2, seed=3)
     plan_and_preprocess(root, task_id, num_workers=1, show_progress=False)
     paths = TaskPaths.find(root, task_id)
+    save_untrained_fold(paths)
+    return paths
+
+
+def save_untrained_fold(paths: TaskPaths, fold: int | str = "all", seed: int = TrainingOptions.seed) -> None:
+    """A fold of a planned task at its initial weights (drawn with `seed`): the trainer's plans.json and final
+    checkpoint."""
     options = TrainingOptions(
-        max_num_epochs=1, num_batches_per_epoch=1, num_val_batches_per_epoch=1, num_workers=0, show_progress=False
+        max_num_epochs=1,
+        num_batches_per_epoch=1,
+        num_val_batches_per_epoch=1,
+        num_workers=0,
+        show_progress=False,
+        seed=seed,
     )
-    trainer = ClassifierTrainer(paths, "all", options)
+    trainer = ClassifierTrainer(paths, fold, options)
     trainer.output_folder.mkdir(parents=True)
     trainer.plans.save(trainer.output_folder.parent / "plans.json")
     trainer.save(ArtifactLayout.FINAL, with_optimizer=False)
-    return paths
 
 
 def shared_untrained_artifact(tmp_path_factory: pytest.TempPathFactory) -> TaskPaths:

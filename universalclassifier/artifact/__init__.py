@@ -10,7 +10,12 @@ from universalclassifier.artifact.folders import (
     find_trainer_folder,
     numbered_fold_folders,
 )
-from universalclassifier.artifact.loading import check_folds_match_plans, load_network_weights, load_plans
+from universalclassifier.artifact.loading import (
+    check_folds_match_plans,
+    load_network_weights,
+    load_plans,
+    network_from_weights,
+)
 
 __all__ = [
     "check_folds_match_plans",
@@ -18,5 +23,6 @@ __all__ = [
     "find_trainer_folder",
     "load_network_weights",
     "load_plans",
+    "network_from_weights",
     "numbered_fold_folders",
 ]

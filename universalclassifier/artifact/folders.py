@@ -14,8 +14,9 @@ def _task_matches(task_name: str, task: str | int) -> bool:
     return task_name == text or (bool(prefixes) and task_name.startswith(prefixes))
 
 
-def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None) -> Path:
-    """The `ClassifierTrainer__<plans>` folder inside an artifact (the trained_models folder or any folder below it)."""
+def trainer_folder_candidates(artifact_path: Path | str, task: str | int | None = None) -> list[Path]:
+    """Every `ClassifierTrainer*__<plans>` folder with a plans.json inside an artifact (of `task` when named), sorted;
+    the artifact itself when it is a trainer folder."""
     root = Path(artifact_path).expanduser()
     if not root.is_dir():
         raise UserInputError(
@@ -28,6 +29,12 @@ def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None
         candidates = sorted(p.parent for p in plans_files if p.parent.name.partition("__")[0].startswith(TRAINER))
     if task is not None:
         candidates = [c for c in candidates if _task_matches(c.parent.name, task)]
+    return candidates
+
+
+def only_trainer_folder(candidates: list[Path], artifact_path: Path | str, task: str | int | None = None) -> Path:
+    """The single trainer folder among `trainer_folder_candidates(artifact_path, task)`; refuses none or several."""
+    root = Path(artifact_path).expanduser()
     if not candidates:
         what = f" for task '{task}'" if task is not None else ""
         raise UserInputError(
@@ -39,9 +46,15 @@ def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None
         if len(names) > 1:
             raise UserInputError(f"The artifact {root} holds several tasks {names}; say which one with task=...")
         raise UserInputError(
-            f"The artifact {root} holds several trainers/plans {[c.name for c in candidates]}; pass the one to use."
+            f"The artifact {root} holds several trainers/plans {[c.name for c in candidates]}; pass the one to use "
+            "(its folder), or choose one with uc_find_best."
         )
     return candidates[0]
+
+
+def find_trainer_folder(artifact_path: Path | str, task: str | int | None = None) -> Path:
+    """The `ClassifierTrainer__<plans>` folder inside an artifact (the trained_models folder or any folder below it)."""
+    return only_trainer_folder(trainer_folder_candidates(artifact_path, task), artifact_path, task)
 
 
 def numbered_fold_folders(trainer_folder: Path) -> list[Path]:

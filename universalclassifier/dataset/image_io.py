@@ -7,7 +7,10 @@ so files and series folders share one code path: the header first (size limits a
 
 from __future__ import annotations
 
+import gzip
 import math
+import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 MAX_INPUT_VOXELS = 512 * 512 * 1024
 # Spacing, origin and direction of two images count as equal within this relative tolerance.
 GEOMETRY_TOLERANCE = 1e-3
+_CHUNK_BYTES = 2**16  # decompressed at a time when a .nii.gz file's length is counted
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ def _open_image(path: Path) -> _ImageSource:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
+    _check_nifti_length(path, reader)
     components = int(reader.GetNumberOfComponents())
 
     def read_pixels() -> sitk.Image:
@@ -151,6 +156,59 @@ def _open_image(path: Path) -> _ImageSource:
             raise UserInputError(f"Cannot read image {path}: {_first_line(exc)}. Is it a valid image file?") from exc
 
     return _ImageSource(int(reader.GetDimension()), components, _geometry_of(reader, components), read_pixels)
+
+
+def _nifti_data_end(reader: sitk.ImageFileReader) -> int | None:
+    """Where a NIfTI file's voxels end (its vox_offset plus the voxels' bytes), from the header a reader has read;
+    None when the header does not say."""
+    keys = set(reader.GetMetaDataKeys())
+    if not {"dim[0]", "bitpix", "vox_offset"} <= keys:
+        return None
+    try:
+        rank = int(reader.GetMetaData("dim[0]"))
+        dims = [int(reader.GetMetaData(f"dim[{axis}]")) for axis in range(1, rank + 1)]
+        return int(float(reader.GetMetaData("vox_offset"))) + math.prod(dims) * int(reader.GetMetaData("bitpix")) // 8
+    except (RuntimeError, ValueError, OverflowError):
+        return None
+
+
+def _gzip_length(path: Path, needed: int) -> int:
+    """How many bytes the gzip file `path` decompresses to, counted up to `needed` (a cut or damaged stream ends the
+    count). Cheap in the usual case: the trailer's ISIZE field (the length mod 2^32) already says `needed`."""
+    with path.open("rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        if int.from_bytes(stream.read(4), "little") == needed % 2**32:
+            return needed
+    count = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while count < needed and (chunk := stream.read1(_CHUNK_BYTES)):
+                count += len(chunk)
+    except (OSError, EOFError, zlib.error):  # the count so far is exact up to the last chunk
+        pass
+    return count
+
+
+def _check_nifti_length(path: Path, reader: sitk.ImageFileReader) -> None:
+    """Refuse a .nii or .nii.gz file shorter than its header says: SimpleITK reads one without an error, the missing
+    voxels set to 0."""
+    if split_extension(path)[1] not in (".nii", ".nii.gz"):
+        return
+    needed = _nifti_data_end(reader)
+    if needed is None or needed <= 0:
+        return
+    try:
+        with path.open("rb") as stream:
+            compressed = stream.read(2) == b"\x1f\x8b"  # the gzip magic number (a .nii.gz may be stored plain)
+        available = _gzip_length(path, needed) if compressed else path.stat().st_size
+    except OSError as exc:
+        raise UserInputError(f"Cannot read image {path}: {exc.strerror or exc}.") from exc
+    if available < needed:
+        holds = "decompresses to about" if compressed else "holds"
+        raise UserInputError(
+            f"Image {path} is truncated: its header describes {needed:,} bytes (header and voxels) but the file "
+            f"{holds} {available:,}; copy or export it again."
+        )
 
 
 def _open_series(folder: Path) -> _ImageSource:

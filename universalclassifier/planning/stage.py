@@ -9,7 +9,6 @@ cases and arrays of the wrong shape, so an interrupted or stale preprocessing ca
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -23,6 +22,8 @@ import numpy as np
 from universalclassifier.atomic import write_json_atomic
 from universalclassifier.covariates import check_case_covariates
 from universalclassifier.errors import UserInputError
+from universalclassifier.json_files import read_json_file
+from universalclassifier.names import file_name_for
 from universalclassifier.paths import TaskPaths
 from universalclassifier.plans import Plans
 from universalclassifier.preprocessing.case_properties import CaseProperties
@@ -83,8 +84,8 @@ def seal_and_publish(paths: TaskPaths, temporary: Path, plans: Plans, case_ids: 
 def read_marker(stage_folder: Path) -> dict | None:
     """The completion marker of a stage folder, or None when it is missing or unreadable."""
     try:
-        marker = json.loads((stage_folder / COMPLETION_MARKER).read_text())
-    except (OSError, json.JSONDecodeError):
+        marker = read_json_file(stage_folder / COMPLETION_MARKER, "completion marker")
+    except UserInputError:
         return None
     return marker if isinstance(marker, dict) else None
 
@@ -120,7 +121,8 @@ def _case_problems(
     stage: Path, case_id: str, shape: list[int], plans: Plans
 ) -> tuple[list[str], list[int | float | None], CaseProperties | None]:
     """Problems of one stored case (missing files, wrong shape, unreadable targets), its targets and properties."""
-    array_file, properties_file = stage / f"{case_id}.npy", stage / f"{case_id}.json"
+    stem = file_name_for(case_id)
+    array_file, properties_file = stage / f"{stem}.npy", stage / f"{stem}.json"
     if not array_file.is_file() or not properties_file.is_file():
         return [f"case {case_id}: {array_file.name} or {properties_file.name} is missing"], [], None
     try:
@@ -130,12 +132,12 @@ def _case_problems(
     if found != shape:
         return [f"case {case_id}: {array_file.name} has shape {found}, the plans expect {shape}"], [], None
     try:
-        properties = CaseProperties.from_dict(json.loads(properties_file.read_text()), str(properties_file))
+        properties = CaseProperties.from_dict(read_json_file(properties_file, "case properties"), str(properties_file))
         targets = properties.classification_targets or {}
         values = [_stored_target(targets[h.name], h.is_regression) for h in plans.classification_labels]
         check_case_covariates(plans.covariates, properties.covariates, str(properties_file))
         return [], values, properties
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # UserInputError is a ValueError
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # UserInputError (the reader's) is a ValueError
         return [
             f"case {case_id}: {properties_file.name} is damaged or holds no classification target for every head "
             f"({exc!r})"

@@ -223,7 +223,9 @@ def preprocess_case(
     data = resample_image(data, new_shape, separate_axis)
     roi = resample_labels(roi, new_shape, separate_axis)
     body = resample_labels(body, new_shape, separate_axis) if any(plans.use_mask_for_norm) else None
-    data = normalize(data, plans.normalization_schemes, plans.use_mask_for_norm, plans.intensity_properties, body)
+    data = normalize(
+        data, plans.normalization_schemes, plans.use_mask_for_norm, plans.intensity_properties, body, f"case {case_id}"
+    )
     stacked = np.concatenate([data, roi[None].astype(np.float32)])
     stacked, offsets = center_pad_or_crop(stacked, plans.image_size)
     if any(before < 0 or after < 0 for before, after in offsets):

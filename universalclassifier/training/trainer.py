@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -10,19 +9,28 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from universalclassifier.artifact.checkpoint import load_checkpoint, metadata_file, save_checkpoint
+from universalclassifier.artifact.checkpoint import (
+    checkpoint_byte_limit,
+    load_checkpoint,
+    metadata_file,
+    save_checkpoint,
+)
+from universalclassifier.artifact.loading import load_weights_into
 from universalclassifier.checks import checked_int
 from universalclassifier.covariates import encode_covariates
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.head_summary import headline, plot_head
 from universalclassifier.evaluation.metrics import macro_auc
 from universalclassifier.evaluation.validation_files import write_validation_files
+from universalclassifier.json_files import read_json_file
+from universalclassifier.names import file_name_for
 from universalclassifier.network.heads import head_predictions
 from universalclassifier.network.i3d import network_for
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, ArtifactLayout, TaskPaths, fold_folder_name
@@ -33,10 +41,12 @@ from universalclassifier.training.augmentation import BatchGenerator, class_bala
 from universalclassifier.training.distributed import DistributedContext, max_weight_difference
 from universalclassifier.training.losses import summed_loss
 from universalclassifier.training.optimization import Optimizers
+from universalclassifier.training.pretrained import initialize_from_pretrained, pretrained_checkpoint
 from universalclassifier.training.prior_correction import sampling_prior_shifts, shift_head_biases
 from universalclassifier.training.progress import plot_progress
 from universalclassifier.training.recipes import Recipe, recipe_for
 from universalclassifier.training.splits import fold_cases, load_or_create_splits
+from universalclassifier.training.tensorboard_log import TensorBoardLog, require_tensorboard
 from universalclassifier.training.training_log import TrainingLog, TrainResult, ValidationResult
 
 logger = logging.getLogger(__name__)
@@ -61,11 +71,40 @@ class TrainingOptions:
     bf16: bool = False  # CPU only: bfloat16 autocast (about 1.3x faster on AVX-512 BF16 CPUs); not yet the default
     save_every: int = 5
     show_progress: bool = True
+    pretrained_weights: str | None = None  # a trained fold folder or its final checkpoint: the backbone starts from it
+    tensorboard: bool = False  # also write TensorBoard event files into fold_X/tensorboard/ (optional extra)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pretrained_weights, Path):  # kept as text: the options go into the JSON metadata
+            self.pretrained_weights = str(self.pretrained_weights)
 
     def check(self) -> None:
         for name in ("max_num_epochs", "num_batches_per_epoch", "num_val_batches_per_epoch", "save_every"):
             checked_int(getattr(self, name), f"--{name}", 1, UserInputError)
         checked_int(self.num_workers, "--num_workers", 0, UserInputError)
+        if self.pretrained_weights is not None:
+            if not isinstance(self.pretrained_weights, str):
+                raise UserInputError(f"pretrained_weights must be a path, got {self.pretrained_weights!r}.")
+            pretrained_checkpoint(self.pretrained_weights)
+        if self.tensorboard:
+            require_tensorboard()
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _training_state(metadata: dict, checkpoint: Path) -> tuple[int, int | None, float]:
+    """The epoch, best epoch (None: none yet) and best validation-loss moving average (inf: none yet) of a
+    checkpoint's metadata, refused with a UserInputError naming the checkpoint unless they are usable numbers."""
+    epoch, best_epoch, best = metadata.get("epoch"), metadata.get("best_epoch"), metadata.get("best_val_loss_ma")
+    finite = isinstance(best, (int, float)) and not isinstance(best, bool) and math.isfinite(best)
+    if _is_count(epoch) and (best_epoch is None or _is_count(best_epoch)) and (best is None or finite):
+        return epoch, best_epoch, math.inf if best is None else float(best)
+    raise UserInputError(
+        f"The metadata of {checkpoint} holds no usable epoch, best_epoch and best_val_loss_ma (whole numbers >= 0, a "
+        "finite number or null); it is damaged: train this fold from the start (without -c)."
+    )
 
 
 def _format_auc(value: float | None) -> str:
@@ -115,6 +154,7 @@ class ClassifierTrainer:
         self.batch_size = max(2, math.ceil(self.plans.batch_size / self.context.world_size))
         torch.manual_seed(options.seed)
         self.network = network_for(self.plans, self.recipe.to_dict()).to(self.device)
+        self.pretrained_weights: dict | None = None  # the record of the model the backbone started from
         self.model = self._parallel_model()
         self.backbone_frozen = False
         self.optimizers = Optimizers(self.recipe, self.network)
@@ -125,6 +165,7 @@ class ClassifierTrainer:
         self.best_epoch: int | None = None
         self.max_weight_difference: float | None = None
         self.prior_shifts: dict[str, list[float]] = {}
+        self.tensorboard: TensorBoardLog | None = None
 
     # ----------------------------------------------------------------- set-up
     def _load_plans(self) -> Plans:
@@ -163,7 +204,7 @@ class ClassifierTrainer:
         return np.stack([self.case_covariates[c] for c in case_ids]) if self.plans.covariates else None
 
     def _array_file(self, case_id: str) -> Path:
-        return self.paths.stage_folder / f"{case_id}.npy"
+        return self.paths.stage_folder / f"{file_name_for(case_id)}.npy"
 
     def _batches(self, case_ids: list[str], train: bool) -> BatchGenerator:
         targets = np.array([self.case_targets[c] for c in case_ids], dtype=np.float32)  # None becomes NaN
@@ -205,6 +246,7 @@ class ClassifierTrainer:
             "best_val_loss_ma": None if math.isinf(self.best_val_loss_ma) else self.best_val_loss_ma,
             "best_epoch": self.best_epoch,
             "prior_shifts": self.prior_shifts,
+            "pretrained_weights": self.pretrained_weights,
             "log": self.log.to_dict(),
         }
 
@@ -223,24 +265,25 @@ class ClassifierTrainer:
         path = self.output_folder / name
         if not path.is_file():
             raise UserInputError(f"No checkpoint {path}; train this fold first (without -c / --validation_only).")
-        tensors, metadata = load_checkpoint(path, self.device)
+        limit = checkpoint_byte_limit(self.plans.network_parameter_bound)
+        tensors, metadata = load_checkpoint(path, self.device, limit)
         trained_with = metadata.get("plans_hash")
         if trained_with is not None and trained_with != self.plans.content_hash():
             raise UserInputError(
                 f"{path} was trained with other plans than {self.paths.plans_file} (the task was planned again since). "
                 "Train this fold from the start (without -c), or restore the plans it was trained with."
             )
-        self.network.load_state_dict(tensors["network"])
-        self.epoch = int(metadata["epoch"])
+        load_weights_into(self.network, tensors.get("network"), path)
+        self.epoch, best_epoch, best = _training_state(metadata, path)
+        source = metadata.get("pretrained_weights")  # what the resumed or validated training started from
+        self.pretrained_weights = source if isinstance(source, dict) else None
         if with_optimizer:
-            self.optimizers.load_state_dict(tensors["optimizer"], str(path))
+            self.optimizers.load_state_dict(tensors.get("optimizer") or {}, str(path))
             if tensors.get("grad_scaler"):
                 self.scaler.load_state_dict(tensors["grad_scaler"])
-            self.log = TrainingLog.from_dict(metadata["log"], str(path))
-            self.best_epoch = metadata["best_epoch"]
-            best = metadata["best_val_loss_ma"]
-            self.best_val_loss_ma = math.inf if best is None else float(best)
-        logger.info("Loaded %s (epoch %s)", path, metadata["epoch"])
+            self.log = TrainingLog.from_dict(metadata.get("log", {}), str(path))
+            self.best_epoch, self.best_val_loss_ma = best_epoch, best
+        logger.info("Loaded %s (epoch %s)", path, self.epoch)
 
     def _stored_plans_hash(self) -> str | None:
         """Hash of the trainer folder's plans.json, or None when it is missing or unreadable."""
@@ -253,9 +296,10 @@ class ClassifierTrainer:
     def _checkpoint_plans_hash(checkpoint: Path, default: str | None) -> str | None:
         """The plans hash in a checkpoint's metadata; `default` if it has none (format 2), None if unreadable."""
         try:
-            return json.loads(metadata_file(checkpoint).read_text()).get("plans_hash", default)
-        except (OSError, json.JSONDecodeError, AttributeError):
+            metadata = read_json_file(metadata_file(checkpoint), "checkpoint metadata")
+        except UserInputError:
             return None
+        return metadata.get("plans_hash", default) if isinstance(metadata, dict) else None
 
     def _check_trainer_folder_plans(self) -> None:
         """Refuse to train into a trainer folder whose other folds were trained with other plans than the current.
@@ -393,6 +437,10 @@ class ClassifierTrainer:
         """Hook: record the epoch in the log, report it, save the best and latest checkpoints and plot progress."""
         moving_average = self.log.record(train, validation, epoch_seconds)
         self.epoch += 1
+        if self.tensorboard is not None:
+            self.tensorboard.write_epoch(
+                self.epoch, train, validation, moving_average, self.optimizers.learning_rates(), epoch_seconds
+            )
         aucs = ", ".join(f"{head} {_format_auc(auc)}" for head, auc in validation.aucs.items())
         logger.info(
             "epoch %d/%d: train loss %.4f, val loss %.4f (MA %.4f), val AUC %s, lr %.5f%s, %.1f s "
@@ -407,7 +455,11 @@ class ClassifierTrainer:
         if self.epoch % self.options.save_every == 0 or self.epoch == self.options.max_num_epochs:
             self.save(ArtifactLayout.LATEST, with_optimizer=True)
         if self.context.is_main:
-            plot_progress(self.log, self.output_folder / "progress.png")
+            max_epochs = self.options.max_num_epochs
+            frozen = [self.recipe.backbone_frozen_at(e, max_epochs) for e in range(self.log.num_epochs)]
+            plot_progress(
+                self.log, self.output_folder / "progress.png", self.recipe.head_learning_rate_factor, frozen
+            )
 
     def run_epoch(self, train_batches: Iterator[dict], val_batches: Iterator[dict]) -> None:
         """One epoch: the train, validate and end-of-epoch hooks in turn."""
@@ -421,6 +473,9 @@ class ClassifierTrainer:
         self._check_trainer_folder_plans()
         if resume:
             self.load(ArtifactLayout.LATEST, with_optimizer=True)
+        elif self.options.pretrained_weights is not None:
+            source = self.options.pretrained_weights
+            self.pretrained_weights = initialize_from_pretrained(self.network, source, self.plans)
         if self.context.is_main:
             self.output_folder.mkdir(parents=True, exist_ok=True)
             if self._stored_plans_hash() != self.plans.content_hash():
@@ -435,12 +490,17 @@ class ClassifierTrainer:
         )
         train_batches = self._batches(self.train_ids, train=True)
         val_batches = self._batches(self.val_ids, train=False)
+        if self.options.tensorboard and self.context.is_main:
+            self.tensorboard = TensorBoardLog(self.output_folder, self.epoch)
         try:
             while self.epoch < self.options.max_num_epochs:
                 self.run_epoch(train_batches, val_batches)
         finally:
             train_batches.shutdown()
             val_batches.shutdown()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
         self.max_weight_difference = max_weight_difference(self.network, self.context)
         if self.max_weight_difference > 0:
             raise RuntimeError(
