@@ -32,7 +32,7 @@ HEAD_TYPES = ("nominal", "ordinal", "regression")
 # a hostile file is refused before anything is allocated.
 MAX_MODALITIES = 64
 MAX_HEADS = 256
-MAX_HEAD_VALUES = 1000
+MAX_HEAD_VALUES = 1000  # one output each; the confusion matrix grows with the square (20 000 values: 3 GiB)
 MAX_ROI_CLASSES = 256  # background included; dataset.json's MAX_ROI_LABELS
 MAX_COVARIATES = 256
 MAX_COVARIATE_CATEGORIES = 1000

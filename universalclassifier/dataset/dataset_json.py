@@ -13,7 +13,11 @@ from universalclassifier.dataset.image_io import IMAGE_EXTENSIONS, split_extensi
 from universalclassifier.errors import TaskValidationError, UserInputError
 from universalclassifier.names import NAME_RULE, file_name_clashes, is_name
 from universalclassifier.paths import is_nnunet_v2_folder
-from universalclassifier.plans import HEAD_TYPES, ClassificationLabel  # defined there: plans.json stores the heads too
+from universalclassifier.plans import (  # defined there: plans.json stores the heads too
+    HEAD_TYPES,
+    MAX_HEAD_VALUES,
+    ClassificationLabel,
+)
 
 REQUIRED_KEYS = ("modality", "classification_labels", "training")
 # An nnU-Net v2 dataset.json names its channels in "channel_names" (v1: "modality"), maps ROI label names to values
@@ -31,10 +35,6 @@ MODALITY_NAME_RULE = "1 to 100 printable characters without '/' or '\\'"
 # ROI label maps are stored as int16 and every label costs one full-volume resampling per case; 256 labels is all
 # an 8-bit label map holds (TotalSegmentator, one of the largest label sets in use, has 117).
 MAX_ROI_LABELS = 256
-# A nominal or ordinal head has one network output per value, and its confusion matrix, per-value ROC curves and
-# bootstrap cost grow with the square of the number of values (20 000 values: a 3 GiB confusion matrix). 1000 is the
-# ImageNet label set, far beyond any 3D medical label set, and keeps that matrix at 8 MB.
-MAX_HEAD_VALUES = 1000
 # A regression head is standardized with its training cases' mean and SD and reported with R² and correlations: fewer
 # known values than this say nothing.
 MIN_REGRESSION_VALUES = 5
