@@ -42,7 +42,7 @@ from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import _override  # noqa: E402
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference  # noqa: E402
-from universalclassifier.evaluation.summarize import _pool, pooled_arrays, summarize_cross_validation  # noqa: E402
+from universalclassifier.evaluation.summarize import pool_folds, pooled_arrays, summarize_cross_validation  # noqa: E402
 from universalclassifier.importing.cli import import_main  # noqa: E402
 from universalclassifier.paths import TRAINER, TaskPaths  # noqa: E402
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess  # noqa: E402
@@ -184,7 +184,7 @@ def run_lidc(root: Path, data: Path, recipe: Recipe, args: argparse.Namespace, s
     splits = json.loads(paths.splits_file.read_text())
     dataset = json.loads((paths.raw / "dataset.json").read_text())
     labels = {Path(c["image"]).name.removesuffix(".nii.gz"): c for c in dataset["training"]}
-    _, deep = _pool(trainer_folder, plans.classification_labels)
+    _, deep = pool_folds(trainer_folder, plans.classification_labels)
     result["volume_baseline"] = _volume_baseline(
         paths.raw / "labelsTr", labels, [splits[f] for f in folds], seed, deep
     )

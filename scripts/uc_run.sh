@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one universalclassifier command (plan_and_preprocess, train, predict, summarize, radiomics, import, evaluate,
-# explain, export, install_model) with the right interpreter: the active virtual environment, else .venv in the
-# repository, else python3.
+# explain, export, install_model, find_best) with the right interpreter: the active virtual environment, else .venv in
+# the repository, else python3.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -n "${VIRTUAL_ENV:-}" ]; then python="$VIRTUAL_ENV/bin/python"

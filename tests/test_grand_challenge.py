@@ -15,6 +15,7 @@ from helpers import REPO, series_from_file
 from universalclassifier.errors import UserInputError
 from universalclassifier.paths import TaskPaths
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess
+from universalclassifier.sharing.export import export_model
 from universalclassifier.synthetic import generate_task
 from universalclassifier.training.trainer import ClassifierTrainer, TrainingOptions
 
@@ -51,7 +52,9 @@ def input_dir(model, tmp_path) -> Path:
 
 
 def _process(model: TaskPaths, input_dir: Path, output_dir: Path) -> subprocess.CompletedProcess:
+    """process.py with the baked-in model (nothing uploaded: the model mount does not exist)."""
     command = [sys.executable, str(PROCESS), "--input", str(input_dir), "--output", str(output_dir)]
+    command += ["--model_mount", str(input_dir.parent / "no_model_uploaded")]
     command += ["--artifact", str(model.data_root / "trained_models"), "--config", str(CONFIG)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=input_dir.parent)
 
@@ -190,3 +193,43 @@ def test_a_dicom_series_interface_folder_is_read_as_the_image(process_module, mo
         shutil.copy(slice_file, image_folder / f"other_{number}.dcm")
     with pytest.raises(UserInputError, match=r"holds 2 DICOM series"):
         process_module.run(input_dir, tmp_path / "bad", model.data_root / "trained_models", CONFIG)
+
+
+def test_the_uploaded_model_wins_over_the_baked_in_one(process_module, tmp_path):
+    """choose_model: /opt/ml/model (here a temporary folder) when something was uploaded, else the baked-in model."""
+    mount, baked_in = tmp_path / "opt_ml_model", tmp_path / "artifact"
+    (baked_in / "nnUNet").mkdir(parents=True)
+    assert process_module.choose_model(mount, baked_in) == baked_in  # nothing mounted
+    mount.mkdir()
+    assert process_module.choose_model(mount, baked_in) == baked_in  # mounted, but empty
+    (mount / "model.zip").write_bytes(b"PK")
+    assert process_module.choose_model(mount, baked_in) == mount / "model.zip"  # a tarball holding a model zip
+    assert process_module.choose_model(mount / "model.zip", baked_in) == mount / "model.zip"
+    (mount / "other.zip").write_bytes(b"PK")
+    with pytest.raises(UserInputError, match=r"holds several model zips \(model.zip, other.zip\)"):
+        process_module.choose_model(mount, baked_in)
+    for zip_file in mount.iterdir():
+        zip_file.unlink()
+    (mount / "nnUNet").mkdir()
+    assert process_module.choose_model(mount, baked_in) == mount  # a trained_models folder
+    shutil.rmtree(mount)
+    shutil.rmtree(baked_in / "nnUNet")
+    with pytest.raises(UserInputError, match=r"No model: nothing in .*opt_ml_model .* none baked into the image at"):
+        process_module.choose_model(mount, baked_in)
+
+
+def test_predicts_with_an_uploaded_model_zip_or_folder(process_module, model, input_dir, tmp_path, monkeypatch):
+    """The entry point on a model mount holding a uc_export zip, and one holding a trained_models folder, with no
+    baked-in model: the same outputs as the baked-in run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where predict() extracts the zip
+    expected = process_module.run(input_dir, tmp_path / "baked_in", model.data_root / "trained_models", CONFIG)
+    mount = tmp_path / "opt_ml_model"
+    mount.mkdir()
+    export_model(model.data_root, 21, mount / "model.zip")
+    absent = tmp_path / "no_baked_in_model"
+    for uploaded, output in ((mount, "from_zip"), (model.data_root / "trained_models", "from_folder")):
+        argv = ["--input", str(input_dir), "--output", str(tmp_path / output), "--config", str(CONFIG)]
+        assert process_module.main([*argv, "--model_mount", str(uploaded), "--artifact", str(absent)]) == 0
+        written = {p.stem: json.loads(p.read_text()) for p in (tmp_path / output).iterdir()}
+        assert written == expected
+    assert any((tmp_path / "cache" / "universalclassifier" / "models").iterdir())

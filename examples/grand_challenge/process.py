@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Grand-challenge algorithm entry point: classify the one case in /input and write one JSON per output.
 
+The model comes from `/opt/ml/model` when one is there (grand-challenge extracts the model tarball uploaded on the
+algorithm's Models page into it), else from the one baked into the image (`/opt/algorithm/artifact`); see
+`choose_model`. Both locations are options (`--model_mount`, `--artifact`) with those defaults.
+
 `task_config.json` maps the container's interfaces to the model:
 
     {
@@ -35,7 +39,8 @@ logger = logging.getLogger("universalclassifier.grand_challenge")
 
 DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
-DEFAULT_ARTIFACT = Path("/opt/algorithm/artifact")
+DEFAULT_MODEL_MOUNT = Path("/opt/ml/model")  # where grand-challenge extracts a separately uploaded model tarball
+DEFAULT_ARTIFACT = Path("/opt/algorithm/artifact")  # the model baked into the image (may be left empty)
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "task_config.json"
 _CONFIG_KEYS = {
     "input_interfaces", "output_interfaces", "roi_segmentation_interface", "covariate_interfaces",
@@ -129,14 +134,44 @@ def find_interface_image(input_dir: Path, interface: str) -> Path:
     return images[0]
 
 
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def choose_model(model_mount: Path, baked_in: Path) -> Path:
+    """The model to predict with: the uploaded one at `model_mount` when there is one, else the baked-in `baked_in`.
+
+    At `model_mount`: a model zip of uc_export; a folder holding exactly one `.zip` at its top (the uploaded tarball
+    held model.zip), which is used; or any other non-empty folder, read as a trained_models folder (or a folder below
+    it). An absent or empty `model_mount` means no model was uploaded.
+    """
+    if model_mount.is_file():
+        return model_mount
+    if _holds_files(model_mount):
+        zips = sorted(p for p in model_mount.iterdir() if p.is_file() and p.suffix.lower() == ".zip")
+        if len(zips) > 1:
+            raise UserInputError(
+                f"{model_mount} holds several model zips ({', '.join(p.name for p in zips)}); upload a tarball with "
+                "one."
+            )
+        return zips[0] if zips else model_mount
+    if _holds_files(baked_in):
+        return baked_in
+    raise UserInputError(
+        f"No model: nothing in {model_mount} (upload one on the algorithm's Models page) and none baked into the "
+        f"image at {baked_in} (see examples/grand_challenge/README.md)."
+    )
+
+
 def run(input_dir: Path, output_dir: Path, artifact: Path, config_file: Path) -> dict[str, float | list[float]]:
-    """Classify the case in `input_dir` and write one JSON per output interface; returns what was written."""
+    """Classify the case in `input_dir` with the model `artifact` (a trained_models folder, a folder below it, or a
+    model zip) and write one JSON per output interface; returns what was written."""
     config = load_config(config_file)
     images = [find_interface_image(input_dir, interface) for interface in config.input_interfaces]
     roi = None
     if config.roi_segmentation_interface is not None:
         roi = find_interface_image(input_dir, config.roi_segmentation_interface)
-    logger.info("Inputs: %s; ROI: %s", [str(p) for p in images], roi)
+    logger.info("Inputs: %s; ROI: %s; model: %s", [str(p) for p in images], roi, artifact)
 
     from universalclassifier import predict  # imports torch: only once the inputs are known to be there
 
@@ -167,7 +202,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"input folder (default {DEFAULT_INPUT})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default {DEFAULT_OUTPUT})")
     parser.add_argument(
-        "--artifact", type=Path, default=DEFAULT_ARTIFACT, help=f"trained_models folder (default {DEFAULT_ARTIFACT})"
+        "--model_mount", type=Path, default=DEFAULT_MODEL_MOUNT,
+        help=f"the uploaded model, used when present: a model zip, a folder with one, or a trained_models folder "
+        f"(default {DEFAULT_MODEL_MOUNT})",
+    )
+    parser.add_argument(
+        "--artifact", type=Path, default=DEFAULT_ARTIFACT,
+        help=f"the baked-in trained_models folder, used when nothing is uploaded (default {DEFAULT_ARTIFACT})",
     )
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="task_config.json (default: the one next to this script)"
@@ -180,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        run(args.input, args.output, args.artifact, args.config)
+        run(args.input, args.output, choose_model(args.model_mount, args.artifact), args.config)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,8 +86,11 @@ def _read_fold(path: Path, heads: Sequence[ClassificationLabel]) -> dict[str, di
     }
 
 
-def _pool(trainer_folder: Path, heads: Sequence[ClassificationLabel]) -> tuple[list[str], dict[str, tuple[str, dict]]]:
-    """The folds read and {case: (fold, predictions)}; a case seen in an earlier fold is kept from there."""
+def pool_folds(
+    trainer_folder: Path, heads: Sequence[ClassificationLabel]
+) -> tuple[list[str], dict[str, tuple[str, dict]]]:
+    """The out-of-fold predictions of every validated fold_N of `trainer_folder`: the folds read and
+    {case: (fold, {head: (target, prediction)})}; a case seen in an earlier fold is kept from there."""
     pooled: dict[str, tuple[str, dict]] = {}
     folds = []
     for fold in numbered_fold_folders(trainer_folder):
@@ -310,7 +313,7 @@ def _reference_summary(
     if not validated:
         return missing
     try:
-        folds, pooled = _pool(reference_folder, heads)
+        folds, pooled = pool_folds(reference_folder, heads)
     except UserInputError as exc:  # e.g. made before the task's labels changed: it must not block the deep summary
         logger.warning("The radiomics reference is left out: %s Rerun %s to refresh it.", exc, missing["how_to"])
         return {**missing, "problem": str(exc)}
@@ -604,7 +607,7 @@ def summarize_cross_validation(
             f"No trained model in {trainer_folder} (no {plans_file.name}); train (and validate) the folds first."
         )
     plans = Plans.load(plans_file)
-    folds, pooled = _pool(trainer_folder, plans.classification_labels)
+    folds, pooled = pool_folds(trainer_folder, plans.classification_labels)
     if not pooled:
         raise UserInputError(f"The predictions.json of {', '.join(folds)} in {trainer_folder} hold no cases.")
     title = f"{plans.task_name} cross-validation"
