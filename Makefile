@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU build first: a bare torch requirement would pull several GB of CUDA packages.
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[test,radiomics,hdf5,explain,dicomseg]"
+	$(PY) -m pip install --quiet -e ".[test,radiomics,hdf5,explain,dicomseg,tensorboard,onnx]"
 	touch $@
 
 lint: install

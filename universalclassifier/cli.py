@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from universalclassifier.checks import int_at_least
 from universalclassifier.console import TASK_FLAGS, add_common_options, run_command
 from universalclassifier.errors import UserInputError
+from universalclassifier.evaluation.find_best_cli import find_best_main
 from universalclassifier.explain.cli import explain_main
 from universalclassifier.importing.cli import import_main
 from universalclassifier.paths import TRAINER
@@ -196,8 +197,8 @@ def summarize_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_summarize",
         description="Pool the out-of-fold validation predictions of every trained fold of a task and write "
-        "cv_summary.json, cv_report.md and cv_plots/ next to the folds: AUC with a 95% bootstrap interval, "
-        "balanced accuracy, confusion matrix and calibration per head.",
+        "cv_summary.json, cv_report.md, cv_report.html (the report as one page with the plots) and cv_plots/ next to "
+        "the folds: AUC with a 95% bootstrap interval, balanced accuracy, confusion matrix and calibration per head.",
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
     parser.add_argument(*TASK_FLAGS, required=True, help="task id (e.g. 1) or full name (e.g. Task001_Name)")
@@ -216,11 +217,9 @@ def summarize_parser() -> argparse.ArgumentParser:
 
 
 def _summarize(args: argparse.Namespace) -> None:
-    from universalclassifier.evaluation.summarize import (
-        format_summary_table,
-        planned_folds,
-        summarize_cross_validation,
-    )
+    from universalclassifier.evaluation.pooling import planned_folds
+    from universalclassifier.evaluation.summarize import summarize_cross_validation
+    from universalclassifier.evaluation.summary_report import format_summary_table
     from universalclassifier.paths import TaskPaths
 
     paths = TaskPaths.find(args.data_root, args.task)
@@ -291,7 +290,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uc_evaluate",
         description="Predict a labelled test set with the trained ensemble and write the same report as uc_summarize "
-        "(evaluation_summary.json, evaluation_report.md, plots/) plus the worst-predicted cases per head.",
+        "(evaluation_summary.json, evaluation_report.md and .html, plots/) plus the worst-predicted cases per head.",
     )
     parser.add_argument("data_root", help="data root holding raw/ and trained_models/")
     parser.add_argument(*TASK_FLAGS, required=True, help="task id or name")
@@ -319,7 +318,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from universalclassifier.evaluation.external import dataset_test_cases, evaluate, folder_cases
-    from universalclassifier.evaluation.summarize import planned_folds
+    from universalclassifier.evaluation.pooling import planned_folds
+    from universalclassifier.evaluation.summary_report import format_summary_table
     from universalclassifier.inference.predict import get_predictor
     from universalclassifier.paths import TaskPaths
 
@@ -342,8 +342,6 @@ def _evaluate(args: argparse.Namespace) -> None:
         compare=None if args.compare is None else Path(args.compare), num_resamples=args.num_resamples,
         show_progress=not args.quiet, planned=planned_folds(paths.splits_file),
     )
-    from universalclassifier.evaluation.summarize import format_summary_table
-
     print(format_summary_table({"heads": summary["heads"]}))
 
 
@@ -364,6 +362,7 @@ COMMANDS = {
     "explain": explain_main,
     "export": export_main,
     "install_model": install_model_main,
+    "find_best": find_best_main,
 }
 
 

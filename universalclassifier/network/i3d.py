@@ -320,7 +320,7 @@ class I3DClassifier(nn.Module):
                 if self.roi_descriptors:
                     fraction = mask.flatten(1).to(x.dtype).mean(dim=1, keepdim=True)
                     if zoom is not None:
-                        fraction = fraction / zoom.to(x.dtype).reshape(-1, 1).pow(3)
+                        fraction = fraction / zoom.to(x.dtype).reshape_as(fraction).pow(3)
                     pooled += [roi_statistics(x[:, :-1], mask), *([fraction] if self.roi_volume else [])]
                     pooled += [fraction.pow(1 / 3), roi_outline(mask)]
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
@@ -333,13 +333,38 @@ class I3DClassifier(nn.Module):
         return [head(features) for head in self.heads]
 
 
+def adaptive_average(x: torch.Tensor, size: Triple) -> torch.Tensor:
+    """`F.adaptive_avg_pool3d(x, size)`; while exporting to ONNX, the same averages as products with one averaging
+    matrix per axis, since ONNX pools only sizes that divide evenly (network/onnx_export.py)."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool3d(x, size)
+    for axis, size_out in zip((-3, -2, -1), size, strict=True):
+        x = (x.transpose(axis, -1) @ _averaging_matrix(x.shape[axis], size_out, x)).transpose(axis, -1)
+    return x
+
+
+def _averaging_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(size_in, size_out) matrix averaging each adaptive pooling bin: bin o covers floor(o * size_in / size_out) up to
+    ceil((o + 1) * size_in / size_out), as in torch's adaptive pooling."""
+    size_in, size_out = int(size_in), int(size_out)
+    bins = [(o * size_in // size_out, -(-(o + 1) * size_in // size_out)) for o in range(size_out)]
+    rows = [[1.0 / (end - start) if start <= i < end else 0.0 for start, end in bins] for i in range(size_in)]
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def _differences(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """`x.diff(dim=axis)` written as two slices (ONNX has no diff)."""
+    length = x.shape[axis] - 1
+    return x.narrow(axis, 1, length) - x.narrow(axis, 0, length)
+
+
 def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean and standard deviation (N, 2C) of (N, C, z, y, x) features inside a finer (N, 1, Z, Y, X) boolean mask.
 
     The mask becomes the fraction of each feature voxel it covers, which weights both; an empty mask gives zeros.
     """
     depth, height, width = features.shape[-3:]
-    weights = F.adaptive_avg_pool3d(mask.to(features.dtype), (depth, height, width))
+    weights = adaptive_average(mask.to(features.dtype), (depth, height, width))
     total = weights.sum(dim=(2, 3, 4)).clamp_min(1e-6)
     mean = (features * weights).sum(dim=(2, 3, 4)) / total
     variance = (features.square() * weights).sum(dim=(2, 3, 4)) / total - mean.square()
@@ -353,7 +378,7 @@ def roi_outline(mask: torch.Tensor) -> torch.Tensor:
     count to the power 2/3, so the values depend on the shape, not its size; an empty mask gives zeros.
     """
     closed = F.pad(mask.to(torch.float32), (1, 1, 1, 1, 1, 1))
-    faces = torch.stack([closed.diff(dim=axis).abs().flatten(1).sum(1) for axis in (2, 3, 4)], dim=1)
+    faces = torch.stack([_differences(closed, axis).abs().flatten(1).sum(1) for axis in (2, 3, 4)], dim=1)
     volume = mask.flatten(1).sum(1, keepdim=True).to(torch.float32)
     return torch.where(volume > 0, faces / volume.clamp_min(1).pow(2 / 3), torch.zeros_like(faces))
 
