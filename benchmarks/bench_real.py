@@ -42,7 +42,8 @@ from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import _override  # noqa: E402
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_ci, bootstrap_auc_difference  # noqa: E402
-from universalclassifier.evaluation.summarize import pool_folds, pooled_arrays, summarize_cross_validation  # noqa: E402
+from universalclassifier.evaluation.pooling import pool_folds, pooled_arrays  # noqa: E402
+from universalclassifier.evaluation.summarize import summarize_cross_validation  # noqa: E402
 from universalclassifier.importing.cli import import_main  # noqa: E402
 from universalclassifier.paths import TRAINER, TaskPaths  # noqa: E402
 from universalclassifier.planning.plan_and_preprocess import plan_and_preprocess  # noqa: E402

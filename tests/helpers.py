@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import locale
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +186,60 @@ def _write_series(image: sitk.Image, folder: Path, series_uid: str) -> Path:
 def series_from_file(path: Path, folder: Path, series_uid: str) -> Path:
     """The image file `path` written as a DICOM series in `folder`."""
     return write_series(sitk.ReadImage(str(path)), folder, series_uid)
+
+
+# ------------------------------------------------------------------------------------------ reports as HTML
+class _Tables(HTMLParser):
+    """The text of every table cell of a page, table by table and row by row."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def html_tables(page: str) -> list[list[list[str]]]:
+    """Every table of an HTML page as rows of cell texts (entities decoded, tags dropped)."""
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every pipe table of a markdown text as rows of cell texts (rule rows left out, `\\|` unescaped)."""
+    tables: list[list[list[str]]] = []
+    previous_was_row = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous_was_row:
+            tables.append([])
+        if is_row and not re.fullmatch(r"(\|---)+\|", line):
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+            tables[-1].append([cell.strip().replace("\\|", "|") for cell in cells])
+        previous_was_row = is_row
+    return tables
+
+
+def assert_self_contained(page: str, num_figures: int) -> None:
+    """`page` embeds `num_figures` PNGs and refers to no other file or server (no link, script or URL)."""
+    assert page.count('<img src="data:image/png;base64,') == num_figures
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", page)  # base64 may spell anything
+    assert "http" not in text.lower() and "<script" not in text and "<link" not in text and "url(" not in text
+    assert all(value.startswith("data:image/png;base64,") for value in re.findall(r'(?:src|href)="([^"]*)"', page))

@@ -20,7 +20,8 @@ from universalclassifier.evaluation.calibration import (
     reliability_curve,
 )
 from universalclassifier.evaluation.metrics import macro_auc
-from universalclassifier.evaluation.summarize import planned_folds, summarize_cross_validation
+from universalclassifier.evaluation.pooling import planned_folds
+from universalclassifier.evaluation.summarize import summarize_cross_validation
 from universalclassifier.paths import NETWORK, PLANS_IDENTIFIER, TRAINER
 from universalclassifier.plans import ClassificationLabel, Plans
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import one_torch_thread  # noqa: F401
+from helpers import assert_self_contained, html_tables, markdown_tables, one_torch_thread  # noqa: F401
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.delong import delong_test
 
@@ -97,6 +97,10 @@ def test_evaluation_of_the_task_test_set_with_a_comparison(trained, tmp_path):
     assert "95% CIs: BCa bootstrap over cases" in report and "percentile bootstrap over cases" not in report
     assert summary["trainer"] == "ClassifierTrainer" and summary["folds"] == ["all"]
     assert (out / contrast["plots"]["roc"]).is_file() and contrast["plots"]["roc"].startswith("plots/")
+    page = (out / "evaluation_report.html").read_text()  # the same report as one page with every plot embedded
+    assert_self_contained(page, report.count("!["))
+    assert report.count("![") == len(list((out / "plots").glob("*.png")))
+    assert html_tables(page) == markdown_tables(report) and "Worst-predicted cases of lesion_size" in page
 
 
 def test_evaluation_of_a_folder_with_a_labels_csv(trained, tmp_path):

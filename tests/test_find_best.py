@@ -18,7 +18,7 @@ from helpers import make_plans, run_script
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.find_best import DEFAULT_VARIANT, REPORT_FILE, find_best_configuration
 from universalclassifier.evaluation.find_best_cli import find_best_main
-from universalclassifier.evaluation.summarize import REFERENCE_LABEL
+from universalclassifier.evaluation.reference_comparison import REFERENCE_LABEL
 from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.inference.best_configuration import BEST_CONFIGURATION_FILE, preferred_trainer_folder
 from universalclassifier.inference.predict import get_predictor, predict

@@ -250,3 +250,27 @@ def test_missing_onnxruntime_and_unknown_engine_are_refused(onnx_artifact, monke
 def test_export_command_refuses_an_untrained_trainer(onnx_artifact, capsys):
     assert export_onnx_main([str(onnx_artifact.data_root), "-t", "44", "-tr", "ClassifierTrainerAUC23"]) == 2
     assert "No trained model at" in capsys.readouterr().err
+
+
+def test_uc_predict_with_engine_onnx_matches_torch(onnx_artifact, tmp_path):
+    from universalclassifier.cli import predict_main
+
+    covariates = tmp_path / "covariates.csv"
+    covariates.write_text("case_id,age,sex\ncase_0010,63,F\n")
+    results = {}
+    for engine in ("torch", "onnx"):
+        out = tmp_path / engine
+        code = predict_main([
+            str(onnx_artifact.data_root), "-i", str(onnx_artifact.raw / "imagesTs"), "-o", str(out),
+            "-s", str(onnx_artifact.raw / "labelsTs"), "-t", "44", "--covariates", str(covariates),
+            "--engine", engine, "--quiet",
+        ])
+        assert code == 0
+        results[engine] = json.loads((out / "case_0010.json").read_text())["heads"]
+    assert results["onnx"].keys() == results["torch"].keys() and len(results["onnx"]) == 5
+    for head, torch_result in results["torch"].items():
+        onnx_result = results["onnx"][head]
+        assert onnx_result["prediction"] == pytest.approx(torch_result["prediction"], abs=TOLERANCE)
+        assert onnx_result.get("probabilities", []) == pytest.approx(
+            torch_result.get("probabilities", []), abs=TOLERANCE
+        )

@@ -23,11 +23,9 @@ from universalclassifier.dataset.image_io import Geometry, read_image, write_ima
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import bootstrap_auc_difference
 from universalclassifier.evaluation.graded_metrics import bootstrap_mae_difference
-from universalclassifier.evaluation.summarize import (
-    REFERENCE_LABEL,
-    format_summary_table,
-    summarize_cross_validation,
-)
+from universalclassifier.evaluation.reference_comparison import REFERENCE_LABEL
+from universalclassifier.evaluation.summarize import summarize_cross_validation
+from universalclassifier.evaluation.summary_report import format_summary_table
 from universalclassifier.paths import REFERENCE_FOLDER, TaskPaths
 from universalclassifier.plans import ClassificationLabel, Plans
 from universalclassifier.radiomics.model import (

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import universalclassifier.sharing.cache as cache_module
-from helpers import run_script
+from helpers import assert_self_contained, html_tables, markdown_tables, run_script
 from universalclassifier.artifact.checkpoint import MAX_CHECKPOINT_BYTES
 from universalclassifier.cli import predict_main
 from universalclassifier.errors import UserInputError
@@ -33,7 +33,7 @@ from universalclassifier.sharing.cli import export_main, install_model_main
 from universalclassifier.sharing.export import export_model
 from universalclassifier.sharing.install import install_model
 from universalclassifier.sharing.manifest import MANIFEST_NAME
-from universalclassifier.sharing.model_card import MODEL_CARD_JSON, MODEL_CARD_MD
+from universalclassifier.sharing.model_card import MODEL_CARD_HTML, MODEL_CARD_JSON, MODEL_CARD_MD
 from universalclassifier.sharing.safe_zip import MAX_MEMBER_BYTES, ZipLimits
 from universalclassifier.version import __version__
 from untrained_artifact import held_out_case, make_untrained_artifact
@@ -149,7 +149,8 @@ def test_export_holds_the_chosen_folds_card_reports_and_manifest(exported: Path)
     plots = {name for name in below if name.startswith("cv_plots/")}
     assert plots and all(name.endswith(".png") for name in plots)
     assert below - plots == {
-        "plans.json", "calibration.json", "cv_summary.json", "cv_report.md", MODEL_CARD_MD, MODEL_CARD_JSON,
+        "plans.json", "calibration.json", "cv_summary.json", "cv_report.md", "cv_report.html", MODEL_CARD_MD,
+        MODEL_CARD_HTML, MODEL_CARD_JSON,
         *(f"fold_{k}/model_final_checkpoint.model{suffix}" for k in (0, 1) for suffix in ("", ".json")),
     }  # not fold `all`, model_latest, validation/ or anything of preprocessed/
     assert manifest["trainer_folder"] == CHAIN and manifest["package_version"] == __version__
@@ -164,6 +165,8 @@ def test_model_card_names_heads_values_counts_metrics_and_versions(trained: Task
     with zipfile.ZipFile(exported) as archive:
         card = json.loads(archive.read(f"{CHAIN}/{MODEL_CARD_JSON}"))
         markdown = archive.read(f"{CHAIN}/{MODEL_CARD_MD}").decode()
+        page = archive.read(f"{CHAIN}/{MODEL_CARD_HTML}").decode()
+        plots = [name for name in archive.namelist() if name.startswith(f"{CHAIN}/cv_plots/")]
     dataset = json.loads((trained.raw / "dataset.json").read_text())
     summary = json.loads((trained.trainer_folder() / "cv_summary.json").read_text())
 
@@ -205,6 +208,11 @@ def test_model_card_names_heads_values_counts_metrics_and_versions(trained: Task
         assert text in markdown, text
     assert "case_0" not in markdown + json.dumps(card)  # no case ids of the training data
     assert str(trained.data_root) not in markdown + json.dumps(card)  # and no paths
+    # the same card as one page: the same tables, and the cross-validation plots the markdown links embedded
+    linked = [head["plots"][kind] for head in card["cross_validation"]["heads"].values() for kind in head["plots"]]
+    assert linked and all(f"({path})" in markdown and f"{CHAIN}/{path}" in plots for path in linked)
+    assert_self_contained(page, len(linked))
+    assert html_tables(page) == markdown_tables(markdown) and "Intended use" in page
 
 
 def test_model_card_placeholder_without_intended_use(trained: TaskPaths, tmp_path: Path) -> None:

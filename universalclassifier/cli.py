@@ -156,6 +156,11 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no_calibration", action="store_true", help="do not apply calibration.json (temperature scaling)"
     )
+    parser.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="run the folds' networks with torch (default) or with ONNX Runtime from their model.onnx files "
+        "(uc_export_onnx; needs the onnx extra, not torch)",
+    )
     _add_limit_options(parser)
     add_common_options(parser)
     return parser
@@ -182,6 +187,7 @@ def _predict(args: argparse.Namespace) -> None:
         covariates_file=None if args.covariates is None else Path(args.covariates),
         impute_missing_covariates=args.impute_missing_covariates,
         calibrate=not args.no_calibration,
+        engine=args.engine,
     )
     if failed:
         raise UserInputError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the log above).")

@@ -186,7 +186,7 @@ def run_demo(output: Path, settings: DemoSettings, show_progress: bool = True) -
 
 def format_results(result: dict) -> str:
     """The demo's closing report: cross-validation table, test-case table and where the files are."""
-    from universalclassifier.evaluation.summarize import format_summary_table
+    from universalclassifier.evaluation.summary_report import format_summary_table
 
     summary = result["summary"]
     lines = [
@@ -217,11 +217,11 @@ def format_results(result: dict) -> str:
     lines += [
         "",
         f"Finished in {result['seconds'] / 60:.1f} min. Files:",
-        f"  report:       {folder / 'cv_report.md'} (plots in {folder / 'cv_plots'})",
+        f"  report:       {folder / 'cv_report.md'} (one page with the plots: {folder / 'cv_report.html'})",
         f"  per fold:     {folder}/fold_N/ (training_log.txt, progress.png, validation/)",
         f"  artifact:     {folder.parents[3]} (pass it to universalclassifier.predict)",
         f"  predictions:  {result['predictions_folder']} (one JSON per case, summary.csv)",
-        f"  evaluation:   {result['evaluation_folder'] / 'evaluation_report.md'}",
+        f"  evaluation:   {result['evaluation_folder'] / 'evaluation_report.md'} (and .html)",
     ] + [f"  saliency:     {png}" for png in result["saliency"].values()]
     return "\n".join(lines)
 

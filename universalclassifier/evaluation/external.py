@@ -2,9 +2,10 @@
 
 The labelled cases come from a folder of images (plus ROIs, a labels CSV and optional covariates CSV) or from the
 task's own test set (`dataset.json` `test` entries carrying their values, or the synthetic generator's
-`test_targets.json`). The report (`evaluation_summary.json`, `evaluation_report.md`, `plots/`) has per head the
-metrics with bootstrap CIs, the plots, and the ten worst-predicted cases; with a second model (`compare`) a paired
-comparison: DeLong's test for binary heads, a paired bootstrap of the AUC (or the MAE) difference otherwise.
+`test_targets.json`). The report (`evaluation_summary.json`, `evaluation_report.md`, the same as one page
+`evaluation_report.html`, `plots/`) has per head the metrics with bootstrap CIs, the plots, and the ten
+worst-predicted cases; with a second model (`compare`) a paired comparison: DeLong's test for binary heads, a
+paired bootstrap of the AUC (or the MAE) difference otherwise.
 """
 
 from __future__ import annotations
@@ -19,30 +20,27 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from universalclassifier.atomic import write_json_atomic, write_text_atomic
+from universalclassifier.atomic import write_json_atomic
 from universalclassifier.covariates import CovariateValue, read_covariates_csv
 from universalclassifier.dataset.image_io import split_extension
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import INTERVAL_DESCRIPTION, bootstrap_auc_difference
 from universalclassifier.evaluation.delong import delong_test
 from universalclassifier.evaluation.graded_metrics import bootstrap_mae_difference
-from universalclassifier.evaluation.summarize import (
-    folds_sentence,
-    head_section,
-    metric_tables,
-    planned_folds,
-    pooled_arrays,
-    summarize_head,
-    warn_missing_folds,
-)
+from universalclassifier.evaluation.pooled_metrics import summarize_head
+from universalclassifier.evaluation.pooling import Pooled, planned_folds, pooled_arrays, warn_missing_folds
+from universalclassifier.evaluation.summary_report import folds_sentence, head_section, metric_tables, signed_interval
 from universalclassifier.inference.predict import get_predictor
 from universalclassifier.inference.predict_folder import find_cases, find_roi
 from universalclassifier.plans import ClassificationLabel, Plans
+from universalclassifier.reporting.document import Block, Bullets, Paragraph, Report, Section, Table
+from universalclassifier.reporting.write import html_file_for, write_report
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "evaluation_summary.json"
 REPORT_FILE = "evaluation_report.md"
+REPORT_HTML_FILE = html_file_for(Path(REPORT_FILE)).name
 PLOTS_FOLDER = "plots"
 NUM_WORST = 10
 TEST_TARGETS_FILE = "test_targets.json"
@@ -150,7 +148,7 @@ class EnsemblePredictions:
     trainer_folder: Path
     folds: list[str]
     calibration: str | None  # the calibration applied, as `Calibration.describe` says it; None without
-    pooled: dict[str, tuple[str, dict]]  # as the CV summary pools predictions (see `_pooled`)
+    pooled: Pooled  # as the CV summary pools predictions (see `_pooled`)
 
     def describe(self) -> dict:
         """Trainer, folds and calibration as the summary stores them."""
@@ -201,7 +199,7 @@ def _predict_all(
 
 def _pooled(
     plans: Plans, cases: dict[str, LabelledCase], outputs: dict[str, list[np.ndarray]]
-) -> dict[str, tuple[str, dict]]:
+) -> Pooled:
     """The prediction set in the form the CV summary pools: {case: ("ensemble", {head: (target, prediction)})}."""
     return {
         case_id: (
@@ -215,7 +213,7 @@ def _pooled(
     }
 
 
-def _worst_cases(head: ClassificationLabel, pooled: dict[str, tuple[str, dict]]) -> list[dict]:
+def _worst_cases(head: ClassificationLabel, pooled: Pooled) -> list[dict]:
     """The NUM_WORST cases predicted worst: lowest probability of the true value, or largest absolute error."""
     rows = []
     for case_id, (_, per_head) in pooled.items():
@@ -343,8 +341,10 @@ def evaluate(
             },
         }
     write_json_atomic(output_folder / SUMMARY_FILE, summary)
-    write_text_atomic(output_folder / REPORT_FILE, _report(summary))
-    logger.info("Wrote %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, PLOTS_FOLDER, output_folder)
+    write_report(_report(summary), output_folder / REPORT_FILE)
+    logger.info(
+        "Wrote %s, %s, %s and %s/ to %s", SUMMARY_FILE, REPORT_FILE, REPORT_HTML_FILE, PLOTS_FOLDER, output_folder
+    )
     return summary
 
 
@@ -360,43 +360,54 @@ def _ensemble_sentence(description: dict) -> str:
     )
 
 
-def _report(summary: dict) -> str:
-    lines = [
-        f"# External evaluation: {summary['task']}, {summary['trainer']}",
-        "",
-        f"{summary['num_cases']} labelled case(s) predicted by the ensemble of {_ensemble_sentence(summary)}"
-        f"{', with mirroring TTA' if summary['tta'] else ''}; 95% CIs: {INTERVAL_DESCRIPTION}, "
-        f"{summary['num_resamples']} resamples.",
-    ]
-    lines += metric_tables(summary["heads"])
-    comparison = summary.get("comparison")
-    if comparison:
-        lines += [
-            "",
-            f"## Compared with `{comparison['other_artifact']}`",
-            "",
-            f"The other model: the ensemble of {_ensemble_sentence(comparison)}.",
-            "",
-            "| Head | Metric | This minus other [95% CI] | Test | p-value |",
-            "|---" * 5 + "|",
-        ]
-        for name, result in comparison["heads"].items():
-            low, high = result["ci_95"]
-            interval = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
-            difference = "n/a" if result["difference"] is None else f"{result['difference']:+.3f}"
-            p_value = result.get("p_value")
-            lines.append(
-                f"| {name} | {result['metric']} | {difference}{interval} | {result['test']} | "
-                f"{'n/a' if p_value is None else f'{p_value:.4f}'} |"
-            )
+def _comparison_section(comparison: dict) -> Section:
+    """The paired comparison with the other model, one row per head."""
+    rows = []
+    for name, result in comparison["heads"].items():
+        p_value = result.get("p_value")
+        rows.append((
+            name,
+            result["metric"],
+            ("n/a" if result["difference"] is None else f"{result['difference']:+.3f}")
+            + signed_interval(*result["ci_95"]),
+            result["test"],
+            "n/a" if p_value is None else f"{p_value:.4f}",
+        ))
+    return Section(f"Compared with `{comparison['other_artifact']}`", [
+        Paragraph(f"The other model: the ensemble of {_ensemble_sentence(comparison)}."),
+        Table(("Head", "Metric", "This minus other [95% CI]", "Test", "p-value"), tuple(rows)),
+    ])
+
+
+def _worst_cases_blocks(name: str, head: dict) -> list[Block]:
+    """The worst-predicted cases of a head, as a list (nothing without a case of known value)."""
+    items = []
+    for row in head["worst_cases"]:
+        shown = (
+            f"prediction {row['prediction']:.4g}, error {row['error']:.4g}"
+            if "error" in row
+            else f"p(true value) {row['p_true']:.3f}"
+        )
+        items.append(f"{row['case_id']}: true {row['target']}, {shown}")
+    return [Paragraph(f"Worst-predicted cases of {name}:"), Bullets(tuple(items))] if items else []
+
+
+def _report(summary: dict) -> Report:
+    """The evaluation report: the ensemble, the metric tables, the comparison, then per head its section and its
+    worst-predicted cases."""
+    introduction = Section(None, [
+        Paragraph(
+            f"{summary['num_cases']} labelled case(s) predicted by the ensemble of {_ensemble_sentence(summary)}"
+            f"{', with mirroring TTA' if summary['tta'] else ''}; 95% CIs: {INTERVAL_DESCRIPTION}, "
+            f"{summary['num_resamples']} resamples."
+        ),
+        *metric_tables(summary["heads"]),
+    ])
+    report = Report(f"External evaluation: {summary['task']}, {summary['trainer']}", [introduction])
+    if summary.get("comparison"):
+        report.sections.append(_comparison_section(summary["comparison"]))
     for name, head in summary["heads"].items():
-        lines += head_section(name, head)
-        lines += ["", f"Worst-predicted cases of {name}:", ""]
-        for row in head["worst_cases"]:
-            shown = (
-                f"prediction {row['prediction']:.4g}, error {row['error']:.4g}"
-                if "error" in row
-                else f"p(true value) {row['p_true']:.3f}"
-            )
-            lines.append(f"- {row['case_id']}: true {row['target']}, {shown}")
-    return "\n".join(lines) + "\n"
+        section = head_section(name, head)
+        section.blocks += _worst_cases_blocks(name, head)
+        report.sections.append(section)
+    return report

@@ -38,13 +38,8 @@ from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.bootstrap import binary_problems, bootstrap_interval, mean_auc
 from universalclassifier.evaluation.graded_metrics import _r2
 from universalclassifier.evaluation.head_summary import known_targets
-from universalclassifier.evaluation.summarize import (
-    PREDICTIONS_FILE,
-    REFERENCE_LABEL,
-    planned_folds,
-    pool_folds,
-    pooled_arrays,
-)
+from universalclassifier.evaluation.pooling import PREDICTIONS_FILE, Pooled, planned_folds, pool_folds, pooled_arrays
+from universalclassifier.evaluation.reference_comparison import REFERENCE_LABEL
 from universalclassifier.inference.best_configuration import BEST_CONFIGURATION_FILE
 from universalclassifier.json_files import read_json_file
 from universalclassifier.paths import PLANS_IDENTIFIER, REFERENCE_FOLDER, TRAINER, ArtifactLayout, TaskPaths
@@ -62,8 +57,6 @@ RULE = (
     "the data cannot tell from chance keeps the default, the recipe chosen on the quality suite across task kinds. "
     "The radiomics reference is compared, never chosen (predict() cannot run it)."
 )
-
-Pooled = dict[str, tuple[str, dict]]  # {case: (fold, {head: (target, prediction)})}, as summarize.pool_folds
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Validation metrics per classification head: accuracy, balanced accuracy, confusion matrix, ROC AUC, ROC plots."""
+"""Validation metrics per classification head: accuracy, balanced accuracy, confusion matrix, ROC AUC; ROC and
+confusion-matrix plots."""
 
 from __future__ import annotations
 
@@ -174,3 +175,31 @@ def plot_roc_curves(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_file, format="png")
     return figure
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], value_names: Sequence[str], title: str, out_file: Path
+) -> None:
+    """Write a PNG of a confusion matrix (rows = true value, columns = predicted value) with the count in every cell."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    size = max(4.0, 1.0 + 0.9 * len(value_names))
+    figure = Figure(figsize=(size + 1, size), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(counts, cmap="Blues", vmin=0, aspect="auto")
+    figure.colorbar(image, ax=axes, label="Cases", ticks=MaxNLocator(integer=True))
+    threshold = counts.max() / 2
+    for (row, column), count in np.ndenumerate(counts):
+        color = "white" if count > threshold else "black"
+        axes.text(column, row, str(count), ha="center", va="center", color=color)
+    ticks = range(len(value_names))
+    axes.set_xticks(ticks, labels=value_names, rotation=45 if len(value_names) > 3 else 0)
+    axes.set_yticks(ticks, labels=value_names)
+    axes.set_xlabel("Predicted value")
+    axes.set_ylabel("True value")
+    axes.set_title(fit_title(title, size + 1))
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_file, format="png")

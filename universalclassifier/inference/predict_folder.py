@@ -220,14 +220,17 @@ def predict_folder(
     covariates_file: Path | None = None,
     impute_missing_covariates: bool = False,
     calibrate: bool = True,
+    engine: str = "torch",
 ) -> list[str]:
     """Predict all cases of `input_folder` into `output_folder`; returns the ids of cases that failed.
+
+    `engine`: "torch", or "onnx" for the folds' exported model.onnx files (see `predict`).
 
     `limits` bounds each case's size (see `InputLimits`); a case beyond them fails with a message naming the limit.
     `covariates_file`: a CSV (case_id and one column per covariate) for a model trained with covariates; cases
     missing from it, and empty cells, need `impute_missing_covariates`. Checked for every case before any is predicted.
     """
-    predictor = get_predictor(artifact_path, folds, task)
+    predictor = get_predictor(artifact_path, folds, task, engine=engine)
     labels = predictor.plans.classification_labels
     cases, covariates = folder_inputs(predictor, input_folder, roi_folder, covariates_file, impute_missing_covariates)
     output_folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from universalclassifier.checks import checked_int
 from universalclassifier.dataset.validation import CaseFiles, ValidatedTask, validate_task
 from universalclassifier.errors import UserInputError
 from universalclassifier.evaluation.head_summary import headline, summarize_heads
-from universalclassifier.evaluation.summarize import REFERENCE_LABEL
+from universalclassifier.evaluation.reference_comparison import REFERENCE_LABEL
 from universalclassifier.evaluation.validation_files import write_validation_files
 from universalclassifier.parallel import map_with_progress
 from universalclassifier.paths import ArtifactLayout, TaskPaths, fold_folder_name

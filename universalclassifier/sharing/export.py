@@ -3,10 +3,11 @@
 
 The zip holds the trainer folder under its `trained_models` chain,
 `nnUNet/3d_fullres/TaskXXX_Name/<Trainer>__<plans>/`: plans.json, each chosen fold's final checkpoint with its JSON
-metadata, and when present calibration.json, cv_summary.json, cv_report.md and cv_plots/; beside them MODEL_CARD.md
-and model_card.json; at the root manifest.json with the size and SHA-256 of every other member. Not exported:
-model_latest and model_best, training logs, the folds' validation predictions (they name the training cases) and
-anything of preprocessed/.
+metadata, and when present calibration.json, cv_summary.json, cv_report.md, cv_report.html and cv_plots/; beside them
+MODEL_CARD.md, MODEL_CARD.html (the card as one page with the cross-validation plots embedded) and model_card.json;
+at the root manifest.json with the size and SHA-256 of every other member. Not exported: model_latest and
+model_best, training logs, the folds' validation predictions (they name the training cases) and anything of
+preprocessed/.
 """
 
 from __future__ import annotations
@@ -25,19 +26,28 @@ from universalclassifier.artifact.checkpoint import metadata_file
 from universalclassifier.atomic import atomic_path
 from universalclassifier.dataset.dataset_json import DatasetDescription, read_dataset_json
 from universalclassifier.errors import UserInputError
-from universalclassifier.evaluation.summarize import PLOTS_FOLDER, REPORT_FILE, SUMMARY_FILE
+from universalclassifier.evaluation.summarize import PLOTS_FOLDER, REPORT_FILE, REPORT_HTML_FILE, SUMMARY_FILE
 from universalclassifier.inference.calibration import CALIBRATION_FILE
 from universalclassifier.json_files import read_json_file
 from universalclassifier.paths import PLANS_IDENTIFIER, TRAINER, ArtifactLayout, TaskPaths
 from universalclassifier.planning.fingerprint import DatasetFingerprint
 from universalclassifier.planning.plan_and_preprocess import FINGERPRINT_FILENAME
+from universalclassifier.reporting.to_html import render_html
+from universalclassifier.reporting.to_markdown import render_markdown
 from universalclassifier.sharing.manifest import MANIFEST_NAME, Manifest, ManifestEntry
-from universalclassifier.sharing.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, build_model_card, render_model_card
+from universalclassifier.sharing.model_card import (
+    MODEL_CARD_HTML,
+    MODEL_CARD_JSON,
+    MODEL_CARD_MD,
+    build_model_card,
+    model_card_report,
+)
 from universalclassifier.version import __version__
 
 logger = logging.getLogger(__name__)
 
-OPTIONAL_FILES = (CALIBRATION_FILE, SUMMARY_FILE, REPORT_FILE)  # exported from the trainer folder when present
+# exported from the trainer folder when present
+OPTIONAL_FILES = (CALIBRATION_FILE, SUMMARY_FILE, REPORT_FILE, REPORT_HTML_FILE)
 MAX_INTENDED_USE_BYTES = 2**20
 _CHUNK_BYTES = 2**20
 
@@ -186,8 +196,10 @@ def export_model(
     }
     check_folds_match_plans(trainer_folder, plans, fold_metadata)
     card = build_model_card(plans, trainer_folder, fold_metadata, _dataset(paths), _fingerprint(paths), intended_use)
+    report = model_card_report(card)
     generated = {
-        MODEL_CARD_MD: render_model_card(card).encode("utf-8"),
+        MODEL_CARD_MD: render_markdown(report).encode("utf-8"),
+        MODEL_CARD_HTML: render_html(report, trainer_folder).encode("utf-8"),
         MODEL_CARD_JSON: (json.dumps(card, indent=2) + "\n").encode("utf-8"),
     }
     chain = trainer_folder.relative_to(paths.data_root / "trained_models").as_posix()

@@ -1,5 +1,5 @@
-"""The model card of an exported model: `model_card.json` (for programs) and `MODEL_CARD.md` (for people), built from
-the same record.
+"""The model card of an exported model: `model_card.json` (for programs) and, for people, `MODEL_CARD.md` and the same
+as one page with the cross-validation plots embedded, `MODEL_CARD.html`, all built from the same record.
 
 It says what the model reads and predicts (task, modalities, ROI labels, covariates, heads and their values), what it
 was trained on (training cases per value, a summary of the data fingerprint, preprocessing), how (recipe and
@@ -21,16 +21,19 @@ import numpy as np
 
 from universalclassifier.dataset.dataset_json import DatasetDescription
 from universalclassifier.evaluation.bootstrap import INTERVAL_DESCRIPTION
-from universalclassifier.evaluation.summarize import REPORT_FILE, SUMMARY_FILE, metric_tables
+from universalclassifier.evaluation.summarize import REPORT_FILE, REPORT_HTML_FILE, SUMMARY_FILE
+from universalclassifier.evaluation.summary_report import head_figures, metric_tables, signed_interval
 from universalclassifier.inference.calibration import CALIBRATION_FILE, calibration_for_ensemble
 from universalclassifier.json_files import read_json_file
 from universalclassifier.planning.fingerprint import DatasetFingerprint
 from universalclassifier.plans import ClassificationLabel, Plans
+from universalclassifier.reporting.document import Bullets, Paragraph, Report, Section, Table, Verbatim
 from universalclassifier.version import __version__
 
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_MD = "MODEL_CARD.md"
+MODEL_CARD_HTML = "MODEL_CARD.html"
 MODEL_CARD_JSON = "model_card.json"
 MODEL_CARD_VERSION = 1
 INTENDED_USE_PLACEHOLDER = (
@@ -148,6 +151,8 @@ def _metrics(head: object, keep_differences: bool) -> dict | None:
         kept[name] = head.get(name, [None, None] if name.endswith("_ci_95") else None)
     if keep_differences:
         kept.update({name: head[name] for name in _DIFFERENCES if name in head})
+    if isinstance(head.get("plots"), dict):
+        kept["plots"] = head["plots"]  # relative to the trainer folder, beside the card in the export
     return kept
 
 
@@ -266,12 +271,8 @@ def build_model_card(
     }
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def _shown(value: object) -> str:
-    """A value for the markdown: floats with 4 significant digits, lists as [a, b, c]."""
+    """A value for the card's text: floats with 4 significant digits, lists as [a, b, c]."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
@@ -283,8 +284,8 @@ def _listing(mapping: Mapping[str, object]) -> str:
     return ", ".join(f"{key} = {_shown(value)}" for key, value in mapping.items())
 
 
-def _heads_section(card: dict) -> list[str]:
-    lines = ["", "## Outputs", "", "| Head | Type | Values | Training cases per value |", "|---|---|---|---|"]
+def _heads_section(card: dict) -> Section:
+    rows = []
     for head in card["heads"]:
         if head["type"] == "regression":
             values = f"a number (training mean {head['training_target_mean']:.4g}, SD {head['training_target_sd']:.4g})"
@@ -295,11 +296,11 @@ def _heads_section(card: dict) -> list[str]:
             counts = "unknown (no dataset.json at export)" if per_value is None else _listing(per_value)
         if head["training_cases_without_value"]:
             counts += f"; {head['training_cases_without_value']} without"
-        lines.append(f"| {_cell(head['name'])} | {head['type']} | {_cell(values)} | {_cell(counts)} |")
-    return lines
+        rows.append((head["name"], head["type"], values, counts))
+    return Section("Outputs", [Table(("Head", "Type", "Values", "Training cases per value"), tuple(rows))])
 
 
-def _inputs_section(card: dict) -> list[str]:
+def _inputs_section(card: dict) -> Section:
     inputs = card["inputs"]
     roi = inputs["roi"]
     if roi["required"]:
@@ -309,41 +310,41 @@ def _inputs_section(card: dict) -> list[str]:
         kind = "the body (nonzero mask)" if roi["body_as_roi"] else "the whole crop"
         roi_line = f"none (trained without ROIs; {kind} is used instead)."
     covariates = ", ".join(f"{c['name']} ({c['type']})" for c in inputs["covariates"]) or "none"
-    return [
-        "",
-        "## Inputs",
-        "",
-        f"- Images, one file per modality in this order: {_listing(inputs['modalities'])}.",
-        f"- ROI: {roi_line}",
-        f"- Covariates: {covariates}.",
-    ]
+    return Section("Inputs", [Bullets((
+        f"Images, one file per modality in this order: {_listing(inputs['modalities'])}.",
+        f"ROI: {roi_line}",
+        f"Covariates: {covariates}.",
+    ))])
 
 
-def _training_section(card: dict) -> list[str]:
-    data, training = card["training_data"], card["training"]
-    lines = ["", "## Training data", "", f"{data['num_training_cases']} training cases."]
+def _training_data_section(card: dict) -> Section:
+    data = card["training_data"]
+    section = Section("Training data", [Paragraph(f"{data['num_training_cases']} training cases.")])
     fingerprint = data["fingerprint"]
     if fingerprint is not None:
         size, spacing = fingerprint["size_after_cropping"], fingerprint["spacing_mm"]
-        lines.append(
+        section.blocks.append(Paragraph(
             f"After cropping (axes {fingerprint['axis_order']}): median size {_shown(size['median'])} voxels (min "
             f"{_shown(size['min'])}, max {_shown(size['max'])}); spacing median {_shown(spacing['median'])} mm (min "
             f"{_shown(spacing['min'])}, max {_shown(spacing['max'])}); the crop keeps a median "
             f"{_shown(fingerprint['median_size_reduction'])} of the voxels."
-        )
-        for modality, statistics in fingerprint["ct_intensities"].items():
-            lines.append(f"{modality} foreground intensities: {_listing(statistics)}.")
+        ))
+        section.blocks += [
+            Paragraph(f"{modality} foreground intensities: {_listing(statistics)}.")
+            for modality, statistics in fingerprint["ct_intensities"].items()
+        ]
     preprocessing = card["preprocessing"]
-    lines += [
-        "",
+    section.blocks.append(Paragraph(
         f"Preprocessing: resampled to {_shown(preprocessing['target_spacing_mm'])} mm, network input "
         f"{_shown(preprocessing['image_size'])} voxels ({preprocessing['axis_order']}); normalization "
-        f"{_listing(preprocessing['normalization'])}.",
-        "",
-        "## Training",
-        "",
-        f"Trainer `{training['trainer']}` ({training['network']}); folds {', '.join(training['folds'])}.",
-    ]
+        f"{_listing(preprocessing['normalization'])}."
+    ))
+    return section
+
+
+def _training_section(card: dict) -> Section:
+    training = card["training"]
+    lines = [f"Trainer `{training['trainer']}` ({training['network']}); folds {', '.join(training['folds'])}."]
     for key, title in (("recipe", "Recipe"), ("budget", "Budget")):
         entry = training[key]
         if "all_folds" in entry:
@@ -351,7 +352,8 @@ def _training_section(card: dict) -> list[str]:
         else:
             lines += [f"{title} of {fold}: {_listing(value or {})}." for fold, value in entry["per_fold"].items()]
     epochs = _listing({fold: fold_entry["epochs_trained"] for fold, fold_entry in training["folds"].items()})
-    return lines + [f"Epochs trained: {epochs}."]
+    lines.append(f"Epochs trained: {epochs}.")
+    return Section("Training", [Paragraph(line) for line in lines])
 
 
 def _difference(name: str, head: dict) -> str:
@@ -360,36 +362,50 @@ def _difference(name: str, head: dict) -> str:
         paired = head.get(f"deep_minus_reference_{metric}")
         if isinstance(paired, dict) and paired.get("difference") is not None:
             low, high = (paired.get("ci_95") or [None, None])[:2]
-            interval = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
-            return f"{name} {metric.upper()} {paired['difference']:+.3f}{interval}"
+            return f"{name} {metric.upper()} {paired['difference']:+.3f}{signed_interval(low, high)}"
     return ""
 
 
-def _results_section(card: dict) -> list[str]:
-    cross_validation, reference = card["cross_validation"], card["radiomics_reference"]
-    lines = ["", "## Cross-validated performance", ""]
+def _cross_validation_section(card: dict) -> Section:
+    cross_validation = card["cross_validation"]
+    section = Section("Cross-validated performance")
     if cross_validation is None:
-        lines.append("No cross-validation summary: run `uc_summarize` before exporting to have one here.")
-    else:
-        lines.append(
-            f"Out-of-fold predictions of {', '.join(cross_validation['folds'] or [])}, {cross_validation['num_cases']} "
-            f"cases pooled; {cross_validation['interval']}. The full report is `{REPORT_FILE}` beside this card."
+        section.blocks.append(
+            Paragraph("No cross-validation summary: run `uc_summarize` before exporting to have one here.")
         )
-        lines += metric_tables(cross_validation["heads"])
-    lines += ["", "## Radiomics reference", ""]
+        return section
+    section.blocks.append(Paragraph(
+        f"Out-of-fold predictions of {', '.join(cross_validation['folds'] or [])}, {cross_validation['num_cases']} "
+        f"cases pooled; {cross_validation['interval']}. The full report is `{REPORT_FILE}` beside this card (as one "
+        f"page: `{REPORT_HTML_FILE}`)."
+    ))
+    section.blocks += metric_tables(cross_validation["heads"])
+    for name, head in cross_validation["heads"].items():
+        section.blocks += head_figures(name, head)
+    return section
+
+
+def _reference_section(card: dict) -> Section:
+    reference = card["radiomics_reference"]
+    section = Section("Radiomics reference")
     if reference is None:
-        lines.append("None was run for this task (`uc_radiomics`).")
-    else:
-        lines.append(f"{reference['label']}: {reference['num_cases']} cases, same folds.")
-        lines += metric_tables(reference["heads"])
-        differences = [_difference(name, head) for name, head in reference["heads"].items()]
-        if any(differences):
-            lines += ["", "Deep model minus reference on the cases both predicted (paired bootstrap 95% CI): "
-                      + "; ".join(d for d in differences if d) + "."]
-    lines += ["", "## Calibration", ""]
+        section.blocks.append(Paragraph("None was run for this task (`uc_radiomics`)."))
+        return section
+    section.blocks.append(Paragraph(f"{reference['label']}: {reference['num_cases']} cases, same folds."))
+    section.blocks += metric_tables(reference["heads"])
+    differences = [d for d in (_difference(name, head) for name, head in reference["heads"].items()) if d]
+    if differences:
+        section.blocks.append(Paragraph(
+            "Deep model minus reference on the cases both predicted (paired bootstrap 95% CI): "
+            + "; ".join(differences) + "."
+        ))
+    return section
+
+
+def _calibration_section(card: dict) -> Section:
     calibration = card["calibration"]
     if calibration is None:
-        lines.append("No calibration.json: predict() returns the ensemble's probabilities as they are.")
+        text = "No calibration.json: predict() returns the ensemble's probabilities as they are."
     else:
         applied = "applies it to" if calibration["applied_to_exported_folds"] else "does not apply it to"
         heads = calibration["heads"] if isinstance(calibration["heads"], dict) else {}
@@ -398,26 +414,34 @@ def _results_section(card: dict) -> list[str]:
             for name, entry in heads.items()
             if isinstance(entry, dict)
         )
-        lines.append(
+        text = (
             f"Temperature scaling fitted on {', '.join(calibration['fitted_on_folds'])}; predict() {applied} the "
             f"exported folds. {temperatures or 'No nominal head.'}"
         )
-    return lines
+    return Section("Calibration", [Paragraph(text)])
 
 
-def render_model_card(card: dict) -> str:
-    """MODEL_CARD.md: the card as markdown, with the intended use (or its placeholder) first."""
+def model_card_report(card: dict) -> Report:
+    """The card as a report (MODEL_CARD.md and MODEL_CARD.html), with the intended use (or its placeholder) first.
+    Its figures are the cross-validation plots, as paths relative to the trainer folder."""
     exported = card["exported"]
     versions = ", ".join(f"{name} {version}" for name, version in exported["versions"].items())
-    lines = [
-        f"# Model card: {card['task']['name']} ({card['trainer_folder']})",
-        "",
-        *([card["task"]["description"], ""] if card["task"]["description"] else []),
-        f"Exported {exported['date']} with {versions}; folds {', '.join(exported['folds'])}.",
-        "",
-        "## Intended use",
-        "",
-        (card["intended_use"] or INTENDED_USE_PLACEHOLDER).strip(),
-    ]
-    lines += _inputs_section(card) + _heads_section(card) + _training_section(card) + _results_section(card)
-    return "\n".join(lines) + "\n"
+    introduction = Section(None, [
+        *([Paragraph(card["task"]["description"])] if card["task"]["description"] else []),
+        Paragraph(f"Exported {exported['date']} with {versions}; folds {', '.join(exported['folds'])}."),
+    ])
+    intended_use = card["intended_use"]
+    return Report(
+        f"Model card: {card['task']['name']} ({card['trainer_folder']})",
+        [
+            introduction,
+            Section("Intended use", [Verbatim(intended_use) if intended_use else Paragraph(INTENDED_USE_PLACEHOLDER)]),
+            _inputs_section(card),
+            _heads_section(card),
+            _training_data_section(card),
+            _training_section(card),
+            _cross_validation_section(card),
+            _reference_section(card),
+            _calibration_section(card),
+        ],
+    )
