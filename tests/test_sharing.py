@@ -434,3 +434,21 @@ def test_command_line_entry_points(
     assert install_model_main([str(output), str(tmp_path / "data"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "plans.json" in error and "--force" in error
+
+
+def test_export_with_onnx_ships_model_onnx_and_predicts_from_the_zip_with_onnxruntime(
+    trained: TaskPaths, tmp_path: Path, model_cache: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    output = tmp_path / "with_onnx.zip"
+    assert export_main([str(trained.data_root), "-t", str(TASK_ID), "-o", str(output), "--onnx", "--quiet"]) == 0
+    with zipfile.ZipFile(output) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read(MANIFEST_NAME))
+    assert {f"{CHAIN}/fold_0/model.onnx", f"{CHAIN}/fold_1/model.onnx"} <= names
+    assert "fold_0/model.onnx" in json.dumps(manifest)  # listed with its SHA-256 like every other file
+    images, roi = held_out_case(trained)
+    original = predict(trained.data_root / "trained_models", images, roi, device="cpu")
+    from_zip = predict(output, images, roi, engine="onnx")
+    assert np.allclose(np.concatenate([np.ravel(v) for v in from_zip]),
+                       np.concatenate([np.ravel(v) for v in original]), atol=1e-4)

@@ -29,6 +29,11 @@ def export_parser() -> argparse.ArgumentParser:
         "--intended_use", default=None, metavar="FILE",
         help="markdown file with the model card's 'Intended use' section (without it: a placeholder to fill in)",
     )
+    parser.add_argument(
+        "--onnx", action="store_true",
+        help="also export each fold to model.onnx and ship it, for predict(..., engine='onnx') without torch "
+        "(needs the onnx extra)",
+    )
     add_common_options(parser)
     return parser
 
@@ -37,11 +42,11 @@ def _export(args: argparse.Namespace) -> None:
     from universalclassifier.sharing.export import export_model, read_intended_use
 
     intended_use = None if args.intended_use is None else read_intended_use(Path(args.intended_use))
-    export_model(args.data_root, args.task, args.output, args.trainer, args.folds, intended_use)
+    export_model(args.data_root, args.task, args.output, args.trainer, args.folds, intended_use, args.onnx)
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    """`uc_export DATA -t ID [-tr TRAINER] [-f FOLDS ...] -o model.zip [--intended_use FILE]`."""
+    """`uc_export DATA -t ID [-tr TRAINER] [-f FOLDS ...] -o model.zip [--intended_use FILE] [--onnx]`."""
     args = export_parser().parse_args(argv)
     return run_command(args, _export)
 

@@ -91,13 +91,17 @@ def _trainer_folder(paths: TaskPaths, trainer: str) -> Path:
     )
 
 
-def _artifact_files(trainer_folder: Path, fold_folders: Sequence[Path]) -> list[tuple[str, Path]]:
-    """(path below the trainer folder, file) of everything exported from the trainer folder."""
+def _artifact_files(
+    trainer_folder: Path, fold_folders: Sequence[Path], onnx_files: Sequence[Path] = ()
+) -> list[tuple[str, Path]]:
+    """(path below the trainer folder, file) of everything exported from the trainer folder (with `onnx_files`, the
+    folds' fresh model.onnx exports)."""
     final = ArtifactLayout.FINAL
     files = [(ArtifactLayout.PLANS, ArtifactLayout(trainer_folder).plans_file)]
     for fold in fold_folders:
         files += [(f"{fold.name}/{final}", fold / final), (f"{fold.name}/{metadata_file(fold / final).name}",
                                                           metadata_file(fold / final))]
+    files += [(f"{path.parent.name}/{path.name}", path) for path in onnx_files]
     files += [(name, trainer_folder / name) for name in OPTIONAL_FILES if (trainer_folder / name).is_file()]
     plots = trainer_folder / PLOTS_FOLDER
     if plots.is_dir():
@@ -168,6 +172,7 @@ def export_model(
     trainer: str = TRAINER,
     folds: Sequence[int | str] | None = None,
     intended_use: str | None = None,
+    onnx: bool = False,
 ) -> Manifest:
     """Export the trained folds of a task as one zip (see the module docstring); returns its manifest.
 
@@ -178,6 +183,8 @@ def export_model(
         trainer: the trainer (recipe) whose folds to export.
         folds: the folds to export (default: every trained fold_N, else `all`).
         intended_use: the author's markdown for the model card's "Intended use" section (None: a placeholder).
+        onnx: also export each fold to model.onnx (`network.onnx_export.export_onnx`) and ship those files, so that
+            the installed model predicts with engine="onnx" (needs the onnx extra here).
 
     Every exported fold's checkpoint is loaded first (weights only, checked against the plans), so a damaged or stale
     fold is refused here rather than by whoever installs the zip.
@@ -203,7 +210,12 @@ def export_model(
         MODEL_CARD_JSON: (json.dumps(card, indent=2) + "\n").encode("utf-8"),
     }
     chain = trainer_folder.relative_to(paths.data_root / "trained_models").as_posix()
-    manifest = _write_zip(output, chain, _artifact_files(trainer_folder, fold_folders), generated)
+    onnx_files: list[Path] = []
+    if onnx:
+        from universalclassifier.network.onnx_export import export_onnx
+
+        onnx_files = export_onnx(trainer_folder, folds)  # the same folds as fold_folders
+    manifest = _write_zip(output, chain, _artifact_files(trainer_folder, fold_folders, onnx_files), generated)
     size = output.stat().st_size
     logger.info(
         "Exported %s (%s; %s) to %s: %d files, %.1f MB. Install it with: uc_install_model %s DATA",
