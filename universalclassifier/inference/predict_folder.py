@@ -30,7 +30,7 @@ from universalclassifier.inference.outputs import (
     prediction_columns,
 )
 from universalclassifier.inference.predict import get_predictor
-from universalclassifier.inference.predictor import Predictor
+from universalclassifier.inference.predictor import EnsemblePredictor
 from universalclassifier.json_files import read_json_file
 from universalclassifier.plans import ClassificationLabel
 from universalclassifier.preprocessing.preprocessor import InputLimits
@@ -175,7 +175,7 @@ def _result_row(case_id: str, result: dict, labels: Sequence[ClassificationLabel
 
 
 def folder_inputs(
-    predictor: Predictor,
+    predictor: EnsemblePredictor,
     input_folder: Path,
     roi_folder: Path | None,
     covariates_file: Path | None,
