@@ -2,7 +2,7 @@
 
 The heads may use another optimizer than the backbone: SGD on the heads fits them like an early-stopped ridge-penalized
 logistic regression, which keeps a few strong features (ROI descriptors) ahead of a thousand weak ones, whereas
-AdamW moves every weight at about the same speed (see README "Training recipe").
+AdamW moves every weight at about the same speed (see docs/benchmarks.md, "Training recipe").
 """
 
 from __future__ import annotations

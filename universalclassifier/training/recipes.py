@@ -16,7 +16,7 @@ from universalclassifier.paths import TRAINER
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a fold is trained. See README "Training recipe" for the measurements behind the defaults."""
+    """How a fold is trained. See docs/benchmarks.md, "Training recipe", for the measurements behind the defaults."""
 
     optimizer: str  # the backbone's: "sgd" (Nesterov) or "adamw"
     learning_rate: float
@@ -104,7 +104,7 @@ AUC23 = Recipe(
     prior_correction=False,
 )
 
-# The default: what won on the quality suite (benchmarks/bench_quality.py; README "Training recipe"). The heads
+# The default: what won on the quality suite (benchmarks/bench_quality.py; docs/benchmarks.md). The heads
 # first learn alone on the random backbone's features and the ROI descriptors (SGD, features standardized in
 # equal-variance groups); the backbone joins for the second half of the epochs with AdamW at a low learning rate.
 DEFAULT = Recipe(
