@@ -76,6 +76,7 @@ def _train_folds(root: Path, task: int, folds: list[int | str], recipe: Recipe, 
     options = TrainingOptions(
         max_num_epochs=args.epochs, num_batches_per_epoch=args.batches, num_val_batches_per_epoch=args.val_batches,
         num_workers=args.workers, seed=seed, show_progress=False,
+        pretrained_weights=None if args.pretrained_weights is None else str(args.pretrained_weights),
     )
     seconds, epoch_seconds, batch_size = 0.0, [], 0
     for fold in folds:
@@ -311,6 +312,8 @@ def main() -> None:
     parser.add_argument("--size_percentile", type=float, default=DEFAULT_SIZE_PERCENTILE)
     parser.add_argument("--roi_margin_mm", type=float, default=0.0)
     parser.add_argument("--no_body_roi", action="store_true", help="without ROI files: the whole crop is the ROI")
+    parser.add_argument("--pretrained_weights", type=Path, default=None, metavar="FOLD",
+                        help="start every backbone from this trained fold (uc_train --pretrained_weights)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no_reference", action="store_true", help="skip the radiomics reference (LIDC)")
     parser.add_argument("--output", type=Path, help="write results JSON and a markdown table (.md beside it)")
@@ -334,7 +337,9 @@ def main() -> None:
     report = {
         "benchmark": "real", "device": device, "threads": torch.get_num_threads(), "trainer": args.trainer,
         "recipe": recipe.to_dict(), "planning": dataclasses.asdict(args.planning),
-        "budget": {"epochs": args.epochs, "batches_per_epoch": args.batches}, "results": results,
+        "budget": {"epochs": args.epochs, "batches_per_epoch": args.batches},
+        "pretrained_weights": None if args.pretrained_weights is None else str(args.pretrained_weights),
+        "results": results,
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
     title = (f"{args.trainer} {' '.join(args.set)} ({args.epochs}x{args.batches}, size rule {args.size_rule} "

@@ -81,7 +81,7 @@ def test_types_values_and_missing_labels_are_read(tmp_path):
         ([{"name": "h", "type": "regression"}], [{"h": 1e200}],
          "'h' = 1e+200 is not a finite number of magnitude at most 1e+15"),  # its square overflows float64
         ([{"name": "h", "type": "regression"}], [{"h": 10**400}],
-         "'h' = 1000000000000000000000000000000000...(401 characters) is not a finite number"),  # float() overflows
+         "'h' = 10000000000000000000000000000000000...(401 characters) is not a finite number"),  # float() overflows
         ([{"name": "h", "type": "regression"}], [{"h": 1.0}], "it needs at least 5 known values that differ"),
         ([{"name": "h", "values": {"0": "a", "1": "b"}}], [{"h": None}],
          "no value for any classification label (['h'])"),

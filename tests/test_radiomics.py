@@ -165,6 +165,11 @@ def test_command_writes_out_of_fold_predictions_on_the_training_folds(reference_
     assert "Warning" not in reference_run.result.stderr
 
 
+# pooled CT statistics as plan & preprocess writes them: plans without them are refused as damaged
+CT_STATISTICS = {"0": {"mean": 40.0, "sd": 30.0, "median": 40.0, "min": -1000.0, "max": 400.0,
+                      "percentile_00_5": -50.0, "percentile_99_5": 150.0}}
+
+
 @needs_mirp
 def test_regression_heads_and_unknown_values(label_types_run):
     paths, targets, result = label_types_run.paths, label_types_run.targets, label_types_run.result
@@ -219,7 +224,7 @@ def test_summarize_compares_regression_heads_with_the_reference(label_types_run)
     trainer.mkdir(parents=True)
     Plans(
         task_name=paths.task_name, modalities=["CT"], normalization_schemes=["CT"], use_mask_for_norm=[False],
-        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        intensity_properties=CT_STATISTICS, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
         target_spacing=[2.0, 1.0, 1.0], image_size=[8, 20, 20], batch_size=2, do_dummy_2D_data_aug=False,
         num_roi_classes=3, uses_roi=True, classification_labels=LABEL_TYPE_LABELS, num_training_cases=15,
     ).save(trainer / "plans.json")
@@ -310,7 +315,7 @@ def test_summarize_reports_the_reference_beside_the_deep_model(reference_run):
     trainer.mkdir(parents=True)
     Plans(
         task_name=paths.task_name, modalities=["CT"], normalization_schemes=["CT"], use_mask_for_norm=[False],
-        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        intensity_properties=CT_STATISTICS, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
         target_spacing=[2.0, 1.0, 1.0], image_size=[12, 24, 24], batch_size=2, do_dummy_2D_data_aug=False,
         num_roi_classes=2, uses_roi=True, classification_labels=LABELS, num_training_cases=30,
     ).save(trainer / "plans.json")
@@ -364,7 +369,7 @@ def test_summarize_says_how_to_get_the_reference(tmp_path):
     trainer.mkdir(parents=True)
     Plans(
         task_name="Task007_X", modalities=["T1"], normalization_schemes=["CT"], use_mask_for_norm=[False],
-        intensity_properties={}, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
+        intensity_properties=CT_STATISTICS, transpose_forward=[0, 1, 2], transpose_backward=[0, 1, 2],
         target_spacing=[1.0, 1.0, 1.0], image_size=[8, 8, 8], batch_size=2, do_dummy_2D_data_aug=False,
         num_roi_classes=2, uses_roi=False, classification_labels=LABELS[:1], num_training_cases=4,
     ).save(trainer / "plans.json")
