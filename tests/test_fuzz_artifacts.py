@@ -21,7 +21,7 @@ from artifact_mutations import (
 from untrained_artifact import held_out_case, shared_untrained_artifact
 
 SEEDS = (0, 1)
-MUTATIONS_PER_SEED = 12
+MUTATIONS_PER_SEED = 6
 SECONDS_PER_RUN = 120
 # Slow for a test: tens of MB of JSON, or a bomb that takes seconds to build.
 SLOW = {"plans: a head with 2000000 values", "plans: 200000 heads", "plans: covariates evil", BOMB_NAME}
