@@ -23,8 +23,8 @@ def checked_int(value: Any, name: str, minimum: int, error: type[Exception] = Va
 MAX_ABS_NUMBER = 1e15  # targets and covariates: their squares (standardization) must stay finite in float64
 
 
-def finite_number(value: Any) -> float | None:
-    """`value` as a float if it is a number (int or float, not a bool) that is finite and at most MAX_ABS_NUMBER in
+def finite_number(value: Any, limit: float = MAX_ABS_NUMBER) -> float | None:
+    """`value` as a float if it is a number (int or float, not a bool) that is finite and at most `limit` in
     magnitude, else None (also for integers too large for a float, which `float()` would refuse with OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -32,7 +32,7 @@ def finite_number(value: Any) -> float | None:
         number = float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) and abs(number) <= MAX_ABS_NUMBER else None
+    return number if math.isfinite(number) and abs(number) <= limit else None
 
 
 def shown_value(value: Any, width: int = 40) -> str:

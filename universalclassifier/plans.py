@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from universalclassifier.atomic import write_json_atomic
+from universalclassifier.checks import finite_number
 from universalclassifier.covariates import Covariate, encoded_width
 from universalclassifier.errors import UserInputError
 from universalclassifier.json_files import read_json_file
@@ -59,13 +60,7 @@ def _is_int(value: object) -> bool:
 
 def _finite(value: object) -> float | None:
     """`value` as a float if it is an int or float (not a bool) with a finite float value, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    return finite_number(value, limit=math.inf)
 
 
 def _is_finite(value: object) -> bool:
