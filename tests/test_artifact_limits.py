@@ -140,7 +140,7 @@ def test_hostile_plans_with_their_hash_fixed_are_refused_before_any_allocation(a
 
 def test_network_parameter_bound_holds_for_the_largest_variants():
     largest = {"roi_pooling": True, "fine_roi_features": True, "roi_descriptors": True, "roi_volume": True,
-               "standardize_features": True, "normalization": "batch", "dropout": 0.3}
+               "roi_extremes": True, "standardize_features": True, "normalization": "batch", "dropout": 0.3}
     plain = {"roi_pooling": False, "normalization": "group", "dropout": 0.3}
     many = replace(
         make_plans(4, (8, 8, 8)),

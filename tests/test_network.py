@@ -15,6 +15,7 @@ from universalclassifier.network.i3d import (
     I3DClassifier,
     SameMaxPool3d,
     build_network,
+    roi_extremes,
     roi_outline,
     roi_statistics,
     same_padding,
@@ -282,8 +283,45 @@ def test_roi_volume_adds_the_volume_fraction_before_the_size() -> None:
     torch.testing.assert_close(
         features["x"][0, start : start + 2], torch.tensor([fraction, fraction ** (1 / 3)]), atol=1e-5, rtol=1e-4
     )
-    with pytest.raises(ValueError, match="roi_volume is one of the ROI descriptors"):
+    with pytest.raises(ValueError, match="roi_volume and roi_extremes are ROI descriptors"):
         build_network(3, [2], num_roi_classes=3, roi_volume=True)
+
+
+def test_roi_extremes_find_a_small_spot_that_barely_moves_the_mean() -> None:
+    images = torch.zeros(1, 2, 12, 16, 16)
+    images[0, 0, 2:5, 3:6, 3:6] = 5.0  # a bright 3x3x3 spot in 3072 voxels
+    images[0, 1, 7:10, 9:12, 9:12] = -2.0  # a dark one in the other channel
+    images[0, 1, 0, 0, 0] = 50.0  # one hot voxel at the border: its local mean is at most 50 / 8
+    images[0, 0, 11] = 1.0  # a plane of ones, for a mask one voxel thin
+    everywhere = torch.ones(1, 1, 12, 16, 16, dtype=torch.bool)
+    torch.testing.assert_close(roi_extremes(images, everywhere), torch.tensor([[5.0, 50 / 8, 0.0, -2.0]]))
+    # a mask one voxel thin has no voxel with its whole neighbourhood inside: its extremes come from all of it, and
+    # the local means average only its own voxels (the zeros next to the plane do not count)
+    plane = torch.zeros_like(everywhere)
+    plane[0, 0, 11] = True
+    torch.testing.assert_close(roi_extremes(images, plane), torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(roi_extremes(images, torch.zeros_like(everywhere)), torch.zeros(1, 4))
+
+
+def test_roi_extremes_follow_the_other_descriptors_of_each_label() -> None:
+    network = build_network(
+        3, [2], dropout=0.0, normalization="group", num_roi_classes=3, roi_descriptors=True, roi_extremes=True
+    )
+    per_label = ROI_POOLING_FEATURES + 2 * 2 + 1 + 3 + 2 * 2
+    assert network.heads[0].in_features == NUM_FEATURES + 2 * per_label
+    x = torch.zeros(1, 3, 16, 24, 24)
+    x[:, -1] = 1 / 3
+    x[:, -1, 4:14, 6:16, 6:16] = 2 / 3  # label 2: 10 x 10 x 10 voxels
+    x[0, 0, 8:11, 9:12, 9:12] = 4.0  # a spot inside label 2
+    network.eval()
+    features = {}
+    network.heads[0].register_forward_hook(lambda module, inputs, output: features.update(x=inputs[0]))
+    network(x)
+    label1, label2 = (features["x"][0, NUM_FEATURES + k * per_label - 4 : NUM_FEATURES + k * per_label] for k in (1, 2))
+    torch.testing.assert_close(label2, torch.tensor([4.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(label1, torch.zeros(4))  # label 1 (around label 2) never reaches the spot's centre
+    with pytest.raises(ValueError, match="roi_volume and roi_extremes are ROI descriptors"):
+        build_network(3, [2], num_roi_classes=3, roi_extremes=True)
 
 
 def test_fine_roi_branch_adds_learned_statistics_per_label() -> None:

@@ -45,7 +45,7 @@ NETWORKS = {
     # every ROI feature, batch norm, standardized features and covariates: all inputs are read
     "roi_descriptors_covariates": dict(
         normalization="batch", num_roi_classes=3, fine_roi_features=True, roi_descriptors=True, roi_volume=True,
-        standardize_features=True, num_covariates=4,
+        roi_extremes=True, standardize_features=True, num_covariates=4,
     ),
     # the plain backbone with group norm: the graph leaves out the zoom it does not read
     "plain": dict(normalization="group", num_roi_classes=0),

@@ -185,3 +185,12 @@ def test_checkpoints_from_before_roi_volume_rebuild_their_network():
     del saved["roi_volume"]
     per_label_volume = network_for(plans, DEFAULT.to_dict()).heads[0].in_features
     assert network_for(plans, saved).heads[0].in_features == per_label_volume - (NUM_ROI_CLASSES - 1)
+
+
+def test_checkpoints_from_before_roi_extremes_rebuild_their_network():
+    """A checkpoint's recipe without `roi_extremes` rebuilds heads without the two extremes per channel and label."""
+    plans = make_plans(1, (8, 12, 12))
+    saved = DEFAULT.to_dict()
+    del saved["roi_extremes"]
+    width = network_for(plans, DEFAULT.to_dict()).heads[0].in_features
+    assert network_for(plans, saved).heads[0].in_features == width - 2 * plans.num_modalities * (NUM_ROI_CLASSES - 1)

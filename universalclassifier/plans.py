@@ -43,7 +43,7 @@ MAX_NETWORK_PARAMETERS = 2**28  # 1 GiB of float32 tensors; the I3D classifier o
 # Upper bounds on the I3D classifier's size (network/i3d.py; tests/test_artifact_limits.py compares them with the
 # network): the backbone with its largest optional ROI branch, what each input channel adds (stem and ROI-branch
 # kernels), the backbone's features, and the features each ROI label adds (pooled stem and branch features and the
-# descriptors, plus two per input channel).
+# descriptors, plus four per input channel).
 BACKBONE_PARAMETERS = 13_000_000
 PARAMETERS_PER_INPUT_CHANNEL = 24_000
 BACKBONE_FEATURES = 1024
@@ -238,7 +238,7 @@ class Plans:
     def network_parameter_bound(self) -> int:
         """An upper bound on the parameters and buffers of the I3D classifier these plans call for (any recipe)."""
         channels = self.num_modalities + 1
-        per_label = FEATURES_PER_ROI_LABEL + 2 * channels
+        per_label = FEATURES_PER_ROI_LABEL + 4 * channels
         features = BACKBONE_FEATURES + (self.num_roi_classes - 1) * per_label + self.covariate_width
         outputs = sum(head.num_outputs + 1 for head in self.classification_labels)
         return BACKBONE_PARAMETERS + PARAMETERS_PER_INPUT_CHANNEL * channels + (features + 1) * (outputs + 2)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from universalclassifier.network.i3d import I3DClassifier
 
 # The recipe fields the network is rebuilt from (network/i3d.py `network_for`); the flags came in later versions.
-_RECIPE_FLAGS = ("fine_roi_features", "roi_descriptors", "roi_volume", "standardize_features")
+_RECIPE_FLAGS = ("fine_roi_features", "roi_descriptors", "roi_volume", "roi_extremes", "standardize_features")
 _LISTED = 5
 
 

@@ -41,6 +41,9 @@ ROI_POOLING_FEATURES = 2 * 64
 # (cube root of its volume fraction) and its outline (`roi_outline`): first-order and shape radiomics in miniature.
 # With `roi_volume` also the volume fraction itself: the grid is the same for every case (the plan's image size at its
 # target spacing), so the fraction is proportional to the label's volume in ml, which a linear head then reads directly.
+# With `roi_extremes` also the highest and lowest local mean (3x3x3 voxels, inside the label) of each image channel in
+# the label: a small bright or dark spot in a large ROI (a lesion in a body without its own ROI) barely moves the
+# label's mean and SD, but sets its extremes; the local mean keeps single noisy voxels from setting them.
 FINE_ROI_CHANNELS = 32
 NORMALIZATIONS = ("batch", "group")
 
@@ -192,6 +195,8 @@ class I3DClassifier(nn.Module):
             deviation of the `ROI_POOLING_LAYER` features inside that label. 0 (the default) turns it off.
         head_types: per head "nominal" (the default), "ordinal" or "regression" (see network/heads.py).
         roi_volume: with `roi_descriptors`, each ROI label's descriptors also hold its volume fraction (see above).
+        roi_extremes: with `roi_descriptors`, each ROI label's descriptors also hold the highest and lowest local mean
+            of each image channel inside it (see above).
         num_covariates: length of the encoded covariate vector (universalclassifier/covariates.py) fused with the image
             features before the heads; 0 (the default): none.
     """
@@ -207,6 +212,7 @@ class I3DClassifier(nn.Module):
         fine_roi_features: bool = False,
         roi_descriptors: bool = False,
         roi_volume: bool = False,
+        roi_extremes: bool = False,
         standardize_features: bool = False,
         head_types: Sequence[str] | None = None,
         num_covariates: int = 0,
@@ -234,8 +240,8 @@ class I3DClassifier(nn.Module):
             num_roi_classes = checked_int(num_roi_classes, "num_roi_classes", 2)
         if (fine_roi_features or roi_descriptors) and not num_roi_classes:
             raise ValueError("fine_roi_features and roi_descriptors need ROI pooling (num_roi_classes >= 2)")
-        if roi_volume and not roi_descriptors:
-            raise ValueError("roi_volume is one of the ROI descriptors: it needs roi_descriptors")
+        if (roi_volume or roi_extremes) and not roi_descriptors:
+            raise ValueError("roi_volume and roi_extremes are ROI descriptors: they need roi_descriptors")
 
         self.in_channels = in_channels
         self.head_sizes = tuple(sizes)
@@ -254,8 +260,9 @@ class I3DClassifier(nn.Module):
             per_label.append(2 * FINE_ROI_CHANNELS)
         self.roi_descriptors = roi_descriptors
         self.roi_volume = roi_volume
+        self.roi_extremes = roi_extremes
         if roi_descriptors:
-            per_label.append(2 * (in_channels - 1) + int(roi_volume) + 1 + 3)
+            per_label.append((4 if roi_extremes else 2) * (in_channels - 1) + int(roi_volume) + 1 + 3)
         self.num_covariates = checked_int(num_covariates, "num_covariates", 0)
         groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1) + ([num_covariates] if num_covariates else [])
         num_features = sum(groups)
@@ -323,6 +330,8 @@ class I3DClassifier(nn.Module):
                         fraction = fraction / zoom.to(x.dtype).reshape_as(fraction).pow(3)
                     pooled += [roi_statistics(x[:, :-1], mask), *([fraction] if self.roi_volume else [])]
                     pooled += [fraction.pow(1 / 3), roi_outline(mask)]
+                    if self.roi_extremes:
+                        pooled.append(roi_extremes(x[:, :-1], mask))
             features = torch.cat([torch.flatten(h, 1), *pooled], dim=1)
         if covariates is not None:
             features = torch.cat([features, covariates.to(features.dtype)], dim=1)
@@ -371,6 +380,26 @@ def roi_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, (variance.clamp_min(0) + 1e-6).sqrt() - 1e-3], dim=1)
 
 
+def roi_extremes(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Highest and lowest local mean (N, 2C) of (N, C, Z, Y, X) images inside a (N, 1, Z, Y, X) boolean mask.
+
+    The local mean of a voxel averages the mask's voxels among its 3x3x3 neighbours. The extremes are taken over the
+    voxels whose whole neighbourhood lies in the mask, or, where no voxel's does (a mask a few voxels thin), over the
+    whole mask; an empty mask gives zeros.
+    """
+    weights = mask.to(images.dtype)
+    neighbours = F.avg_pool3d(weights, 3, stride=1, padding=1).clamp_min(1e-6)
+    local = F.avg_pool3d(images * weights, 3, stride=1, padding=1) / neighbours
+    inner = -F.max_pool3d(-weights, 3, stride=1, padding=1)  # eroded: 1 where the whole neighbourhood is in the mask
+    has_inner = inner.amax(dim=(1, 2, 3, 4), keepdim=True)
+    where = inner + (1 - has_inner) * weights  # the eroded mask, or the mask where the erosion is empty
+    huge = torch.finfo(images.dtype).max
+    highest = (local - huge * (1 - where)).amax(dim=(2, 3, 4))
+    lowest = (local + huge * (1 - where)).amin(dim=(2, 3, 4))
+    present = weights.amax(dim=(2, 3, 4))  # (N, 1): 0 for an empty mask
+    return torch.cat([highest, lowest], dim=1) * present
+
+
 def roi_outline(mask: torch.Tensor) -> torch.Tensor:
     """Surface per axis over volume^(2/3) (N, 3) of a (N, 1, Z, Y, X) boolean mask: low for compact shapes.
 
@@ -393,6 +422,7 @@ def build_network(
     fine_roi_features: bool = False,
     roi_descriptors: bool = False,
     roi_volume: bool = False,
+    roi_extremes: bool = False,
     standardize_features: bool = False,
     head_types: Sequence[str] | None = None,
     num_covariates: int = 0,
@@ -407,6 +437,7 @@ def build_network(
         fine_roi_features=fine_roi_features,
         roi_descriptors=roi_descriptors,
         roi_volume=roi_volume,
+        roi_extremes=roi_extremes,
         standardize_features=standardize_features,
         head_types=head_types,
         num_covariates=num_covariates,
@@ -437,6 +468,7 @@ def network_for(plans: Plans, recipe: Mapping) -> I3DClassifier:
         fine_roi_features=roi_pooling and bool(recipe.get("fine_roi_features", False)),
         roi_descriptors=descriptors,
         roi_volume=descriptors and bool(recipe.get("roi_volume", False)),  # checkpoints before it had none
+        roi_extremes=descriptors and bool(recipe.get("roi_extremes", False)),  # nor this
         standardize_features=bool(recipe.get("standardize_features", False)),
         head_types=[head.type for head in plans.classification_labels],
         num_covariates=plans.covariate_width,

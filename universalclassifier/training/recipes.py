@@ -35,6 +35,7 @@ class Recipe:
     fine_roi_features: bool  # with roi_pooling: a learned full-resolution ROI branch, pooled per label
     roi_descriptors: bool  # with roi_pooling: input mean and SD, size and outline per ROI label (no learned layers)
     roi_volume: bool  # with roi_descriptors: each ROI label's volume fraction too (linear in ml, for regression heads)
+    roi_extremes: bool  # with roi_descriptors: each channel's highest and lowest local mean in each ROI label too
     standardize_features: bool  # batch-normalize (no affine) the features the heads read
     label_smoothing: float
     augmentation: str  # "nnunet" (nnU-Net v1 3D defaults), "light" (spatial, mirroring, intensity) or "mirror"
@@ -97,6 +98,7 @@ AUC23 = Recipe(
     fine_roi_features=False,
     roi_descriptors=False,
     roi_volume=False,
+    roi_extremes=False,
     standardize_features=False,
     label_smoothing=0.0,
     augmentation="nnunet",
@@ -125,6 +127,7 @@ DEFAULT = Recipe(
     fine_roi_features=False,
     roi_descriptors=True,
     roi_volume=True,
+    roi_extremes=True,
     standardize_features=True,
     label_smoothing=0.0,
     augmentation="light",
