@@ -322,6 +322,14 @@ def test_roi_extremes_follow_the_other_descriptors_of_each_label() -> None:
     torch.testing.assert_close(label1, torch.zeros(4))  # label 1 (around label 2) never reaches the spot's centre
     with pytest.raises(ValueError, match="roi_volume and roi_extremes are ROI descriptors"):
         build_network(3, [2], num_roi_classes=3, roi_extremes=True)
+    # standardized, the extremes are a feature group of their own: together they weigh as much as the 1024 features
+    scale = build_network(
+        3, [2], num_roi_classes=3, roi_descriptors=True, roi_extremes=True, standardize_features=True
+    ).feature_scale
+    assert scale is not None
+    torch.testing.assert_close(scale[-4:], torch.full((4,), 0.5))
+    torch.testing.assert_close(scale[-5], torch.tensor((2 * 2 + 1 + 3) ** -0.5))
+    torch.testing.assert_close(scale[0], torch.tensor(NUM_FEATURES**-0.5))
 
 
 def test_fine_roi_branch_adds_learned_statistics_per_label() -> None:

@@ -262,7 +262,9 @@ class I3DClassifier(nn.Module):
         self.roi_volume = roi_volume
         self.roi_extremes = roi_extremes
         if roi_descriptors:
-            per_label.append((4 if roi_extremes else 2) * (in_channels - 1) + int(roi_volume) + 1 + 3)
+            per_label.append(2 * (in_channels - 1) + int(roi_volume) + 1 + 3)
+        if roi_extremes:  # a group of its own: the spot they find weighs as much as the label's other descriptors
+            per_label.append(2 * (in_channels - 1))
         self.num_covariates = checked_int(num_covariates, "num_covariates", 0)
         groups = [NUM_FEATURES] + per_label * max(0, num_roi_classes - 1) + ([num_covariates] if num_covariates else [])
         num_features = sum(groups)
