@@ -190,7 +190,7 @@ def test_checkpoints_from_before_roi_volume_rebuild_their_network():
 def test_checkpoints_from_before_roi_extremes_rebuild_their_network():
     """A checkpoint's recipe without `roi_extremes` rebuilds heads without the two extremes per channel and label."""
     plans = make_plans(1, (8, 12, 12))
-    saved = DEFAULT.to_dict()
+    saved = dataclasses.replace(DEFAULT, roi_extremes=True).to_dict()
+    width = network_for(plans, saved).heads[0].in_features
     del saved["roi_extremes"]
-    width = network_for(plans, DEFAULT.to_dict()).heads[0].in_features
     assert network_for(plans, saved).heads[0].in_features == width - 2 * plans.num_modalities * (NUM_ROI_CLASSES - 1)
