@@ -386,8 +386,8 @@ def roi_extremes(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Highest and lowest local mean (N, 2C) of (N, C, Z, Y, X) images inside a (N, 1, Z, Y, X) boolean mask.
 
     The local mean of a voxel averages the mask's voxels among its 3x3x3 neighbours. The extremes are taken over the
-    voxels whose whole neighbourhood lies in the mask, or, where no voxel's does (a mask a few voxels thin), over the
-    whole mask; an empty mask gives zeros.
+    voxels whose whole neighbourhood lies in the mask, or, where no voxel's does (a mask at most two voxels thin),
+    over the whole mask; an empty mask gives zeros.
     """
     weights = mask.to(images.dtype)
     neighbours = F.avg_pool3d(weights, 3, stride=1, padding=1).clamp_min(1e-6)
