@@ -20,7 +20,7 @@ lint: install
 	$(PY) -m mypy universalclassifier
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: install
 	$(PY) -m universalclassifier.demo --output demo_output
