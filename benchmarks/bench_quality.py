@@ -65,7 +65,7 @@ def _override(recipe: Recipe, assignments: list[str]) -> Recipe:
 
 def _metrics(targets: np.ndarray, probabilities: np.ndarray, seed: int) -> dict:
     low, high = bootstrap_auc_ci(targets, probabilities, num_resamples=1000, seed=seed)
-    predicted = probabilities.argmax(1)  # for a binary head: p >= 0.5
+    predicted = probabilities.argmax(1)  # a binary head: positive when p > 0.5
     return {
         "auc": macro_auc(targets, probabilities),
         "auc_ci_95": [low, high],
